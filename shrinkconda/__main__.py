@@ -1,0 +1,5 @@
+"""Allow ``python -m shrinkconda``."""
+
+from shrinkconda.cli import main
+
+main()

@@ -1,0 +1,145 @@
+"""The ``shrinkconda`` command line: a thin layer over :mod:`shrinkconda.pipeline`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Callable, TypeVar
+
+import click
+
+from shrinkconda import __version__, pipeline, strategies
+from shrinkconda.errors import ShrinkError
+from shrinkconda.report import Report, render, to_json
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _common(func: F) -> F:
+    """The arguments and options ``audit`` and ``shrink`` share."""
+    decorators = [
+        click.argument("prefix", required=False, type=click.Path(file_okay=True)),
+        click.option("--only", multiple=True, metavar="NAME",
+                      help="Run only this strategy (repeatable)."),
+        click.option("--skip", multiple=True, metavar="NAME",
+                      help="Do not run this strategy (repeatable)."),
+        click.option("--keep", multiple=True, metavar="GLOB",
+                      help="Never remove paths matching GLOB, relative to the prefix "
+                           "(repeatable); a matched directory keeps its subtree."),
+        click.option("--json", "as_json", is_flag=True,
+                     help="Print one JSON document instead of the table."),
+        click.option("-q", "--quiet", is_flag=True,
+                     help="No progress bars, no table; problems still go to stderr."),
+    ]
+    for decorate in reversed(decorators):
+        func = decorate(func)
+    return func
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="shrinkconda")
+def main() -> None:
+    """Shrink a conda environment: remove what it does not need at run time.
+
+    PREFIX defaults to $CONDA_PREFIX. Start with `shrinkconda audit`, which changes
+    nothing and says what `shrinkconda shrink` would free.
+    """
+
+
+@main.command()
+@_common
+def audit(prefix: str | None, only: tuple[str, ...], skip: tuple[str, ...],
+          keep: tuple[str, ...], as_json: bool, quiet: bool) -> None:
+    """Say what a shrink would free, changing nothing (a dry run)."""
+    options = pipeline.Options(only=only, skip=skip, keep=keep)
+    report = _run(pipeline.audit, _prefix(prefix), options, quiet)
+    _show(report, as_json, quiet)
+
+
+@main.command()
+@_common
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+def shrink(prefix: str | None, only: tuple[str, ...], skip: tuple[str, ...],
+           keep: tuple[str, ...], as_json: bool, quiet: bool, yes: bool) -> None:
+    """Shrink the prefix.
+
+    Asks first only when stdin is a terminal; in a Dockerfile RUN it never waits.
+    """
+    target = _prefix(prefix)
+    options = pipeline.Options(only=only, skip=skip, keep=keep)
+    if not yes and sys.stdin.isatty():
+        preview = _run(pipeline.audit, target, options, quiet)
+        click.echo(render(preview), err=True)
+        click.confirm(f"\nShrink {preview.prefix}?", abort=True, err=True)
+    report = _run(pipeline.shrink, target, options, quiet)
+    _show(report, as_json, quiet)
+
+
+@main.command("strategies")
+def list_strategies() -> None:
+    """List the strategies, built-in and from plugins."""
+    try:
+        available, problems = strategies.available()
+    except ShrinkError as exc:
+        raise click.ClickException(str(exc)) from exc
+    width = max(len(s.name) for s in available)
+    for s in available:
+        flag = "" if s.default else "  (off by default)"
+        origin = "" if s.origin == "built-in" else f"  [{s.origin}]"
+        click.echo(f"{s.name:<{width}}  {s.summary}{flag}{origin}")
+    for problem in problems:
+        click.echo(f"warning: {problem.message}", err=True)
+
+
+def _prefix(prefix: str | None) -> str:
+    if prefix:
+        return prefix
+    env = os.environ.get("CONDA_PREFIX")
+    if not env:
+        raise click.UsageError("no PREFIX given and $CONDA_PREFIX is not set")
+    return env
+
+
+def _run(action: Callable[..., Report], prefix: str, options: pipeline.Options,
+         quiet: bool) -> Report:
+    """Run a library call with progress bars; turn library errors into one line."""
+    bars = _Bars(enabled=not quiet and sys.stderr.isatty())
+    try:
+        return action(prefix, options, progress=bars.update if bars.enabled else None)
+    except ShrinkError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        bars.close()
+
+
+def _show(report: Report, as_json: bool, quiet: bool) -> None:
+    if as_json:
+        click.echo(to_json(report))
+    elif not quiet:
+        click.echo(render(report))
+    elif report.errors:
+        for problem in report.errors:
+            click.echo(f"{problem.path or '.'}: {problem.message}", err=True)
+
+
+class _Bars:
+    """One tqdm bar per stage on stderr, opened when the stage starts."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._stage = ""
+        self._bar: Any = None
+
+    def update(self, stage: str, n: int) -> None:
+        if stage != self._stage:
+            from tqdm import tqdm  # only paid for when someone is watching
+
+            self.close()
+            self._stage = stage
+            self._bar = tqdm(desc=stage, unit=" entries", file=sys.stderr, leave=False)
+        self._bar.update(n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

@@ -1,0 +1,15 @@
+"""The exceptions shrinkconda raises; the CLI turns each into a one-line message."""
+
+from __future__ import annotations
+
+
+class ShrinkError(Exception):
+    """Root of every error shrinkconda reports to the user."""
+
+
+class PrefixError(ShrinkError):
+    """The given path is not a conda prefix shrinkconda may touch."""
+
+
+class StrategyError(ShrinkError):
+    """A strategy name is unknown, duplicated, or a plugin is malformed."""

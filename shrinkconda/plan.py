@@ -1,0 +1,129 @@
+"""Decide what a shrink removes: run the strategies over a scan, minus what must stay."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from array import array
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from shrinkconda.scan import DIR, Scan
+from shrinkconda.strategies import Keep, Strategy
+
+_PINNED = 2
+"""Marks a directory that holds something protected: its other contents may go."""
+
+
+@dataclass(frozen=True)
+class Kept:
+    """Something a strategy or the user asked to keep, shown in the report."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What one strategy removes, after protection and after earlier strategies."""
+
+    strategy: str
+    indices: array  # type: ignore[type-arg]
+    """Scan indices (files, symlinks and directories), each claimed by one strategy only."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The removals a shrink would make; executing it, or not, is the next stage's call."""
+
+    scan: Scan
+    selections: tuple[Selection, ...]
+    kept: tuple[Kept, ...]
+
+    def removed(self) -> bytearray:
+        """A mask over the scan: 1 where the entry is removed."""
+        mask = bytearray(len(self.scan))
+        for selection in self.selections:
+            for index in selection.indices:
+                mask[index] = 1
+        return mask
+
+    def roots(self) -> list[int]:
+        """The topmost removed entries; removing these removes exactly the plan."""
+        mask = self.removed()
+        parents = self.scan.parents
+        return [i for i in range(len(mask)) if mask[i] and not mask[parents[i]]]
+
+
+def plan(scan: Scan, strategies: Sequence[Strategy], keep: Iterable[str] = ()) -> Plan:
+    """Run ``strategies`` in order; an entry counts for the first one that claims it.
+
+    Never removed: the prefix itself, ``conda-meta/``, ``*.dist-info`` and
+    ``*.egg-info`` (versions and entry points live there), environments nested in
+    ``envs/``, and whatever matches a ``keep`` glob (matched against the path relative
+    to the prefix; a matched directory keeps its whole subtree).
+    """
+    protected = _protect(scan, list(keep))
+    claimed = bytearray(len(scan))
+    kept: list[Kept] = []
+    selections = []
+    for strategy in strategies:
+        choices = list(strategy.select(scan))
+        for choice in choices:
+            if isinstance(choice, Keep):
+                _mark(scan, protected, choice.index)
+                kept.append(Kept(scan.paths[choice.index], choice.reason))
+        indices = array("i")
+        for choice in choices:
+            if not isinstance(choice, Keep) and choice > 0:
+                _claim_subtree(scan, choice, protected, claimed, indices)
+        selections.append(Selection(strategy.name, indices))
+    return Plan(scan, tuple(selections), tuple(kept))
+
+
+def _claim_subtree(
+    scan: Scan, top: int, protected: bytearray, claimed: bytearray, out: array  # type: ignore[type-arg]
+) -> None:
+    index, end = top, scan.ends[top]
+    while index < end:
+        if protected[index] == 1:
+            index = scan.ends[index]
+            continue
+        if not claimed[index] and protected[index] != _PINNED:
+            claimed[index] = 1
+            out.append(index)
+        index += 1
+
+
+def _protect(scan: Scan, keep: list[str]) -> bytearray:
+    """1 on protected entries and their subtrees, 2 on directories above them."""
+    protected = bytearray(len(scan))
+    protected[0] = _PINNED
+    pattern = re.compile("|".join(fnmatch.translate(g.strip("/")) for g in keep)) if keep else None
+    paths, kinds = scan.paths, scan.kinds
+    index, end = 1, len(paths)
+    while index < end:
+        path = paths[index]
+        if (
+            path == "conda-meta"
+            or path.endswith((".dist-info", ".egg-info"))
+            or (pattern is not None and pattern.match(path))
+            or (kinds[index] == DIR and path.startswith("envs/") and path.count("/") == 1
+                and scan.find(path + "/conda-meta") is not None)
+        ):
+            _mark(scan, protected, index)
+            index = scan.ends[index]
+            continue
+        index += 1
+    return protected
+
+
+def _mark(scan: Scan, protected: bytearray, index: int) -> None:
+    if protected[index] == 1:
+        return
+    for i in range(index, scan.ends[index]):
+        protected[i] = 1
+    parent = scan.parents[index]
+    while parent >= 0 and protected[parent] != _PINNED:
+        protected[parent] = _PINNED
+        parent = scan.parents[parent]

@@ -1,0 +1,125 @@
+"""The report of a shrink or an audit: a table for people, JSON for machines."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from shrinkconda.accounting import Saving
+from shrinkconda.plan import Kept
+from shrinkconda.scan import Problem
+
+
+@dataclass(frozen=True)
+class Line:
+    """One strategy's (or the strip phase's) share of the shrink."""
+
+    name: str
+    saving: Saving
+
+
+@dataclass(frozen=True)
+class Report:
+    """Sizes are ``du -sb`` figures (apparent bytes, each inode once); ``allocated_*``
+    are ``du -s`` figures in bytes."""
+
+    prefix: str
+    dry_run: bool
+    size_before: int
+    size_after: int
+    allocated_before: int
+    allocated_after: int
+    lines: tuple[Line, ...]
+    errors: tuple[Problem, ...] = ()
+    kept: tuple[Kept, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+    """Plain-language remarks (a rolled-back transaction, a skipped phase)."""
+
+    @property
+    def bytes_saved(self) -> int:
+        return self.size_before - self.size_after
+
+    @property
+    def linked_outside(self) -> int:
+        return sum(line.saving.linked_outside for line in self.lines)
+
+
+def to_json(report: Report) -> str:
+    """The report as one JSON document; the schema is documented in the README."""
+    doc = {
+        "prefix": report.prefix,
+        "dry_run": report.dry_run,
+        "size_before": report.size_before,
+        "size_after": report.size_after,
+        "bytes_saved": report.bytes_saved,
+        "allocated_before": report.allocated_before,
+        "allocated_after": report.allocated_after,
+        "allocated_saved": report.allocated_before - report.allocated_after,
+        "linked_outside": report.linked_outside,
+        "strategies": [
+            {
+                "name": line.name,
+                "files": line.saving.files,
+                "bytes_saved": line.saving.bytes,
+                "allocated_saved": line.saving.allocated,
+                "linked_outside": line.saving.linked_outside,
+            }
+            for line in report.lines
+        ],
+        "errors": [asdict(p) for p in report.errors],
+        "kept": [asdict(k) for k in report.kept],
+        "notes": list(report.notes),
+    }
+    return json.dumps(doc, indent=2)
+
+
+def render(report: Report) -> str:
+    """The report as a plain-text table that reads well in a build log."""
+    verb = "would free" if report.dry_run else "freed"
+    rows = [("strategy", "files", "saved")]
+    rows += [(ln.name, f"{ln.saving.files:,}", human(ln.saving.bytes)) for ln in report.lines]
+    total_files = sum(ln.saving.files for ln in report.lines)
+    rows.append(("total", f"{total_files:,}", human(report.bytes_saved)))
+    width = [max(len(r[c]) for r in rows) for c in range(3)]
+    out = [f"shrinkconda {'audit (dry run, nothing changed)' if report.dry_run else 'shrink'}"
+           f": {_printable(report.prefix)}", ""]
+    for n, row in enumerate(rows):
+        if n == len(rows) - 1:
+            out.append("-" * (sum(width) + 4))
+        out.append(f"{row[0]:<{width[0]}}  {row[1]:>{width[1]}}  {row[2]:>{width[2]}}")
+    out += [
+        "",
+        f"size before  {human(report.size_before):>10}  ({report.size_before:,} bytes)",
+        f"size after   {human(report.size_after):>10}  ({report.size_after:,} bytes)",
+        f"{verb:<11}  {human(report.bytes_saved):>10}  "
+        f"(on disk: {human(report.allocated_before - report.allocated_after)})",
+    ]
+    if report.linked_outside:
+        out.append(
+            f"of which {human(report.linked_outside)} stay on disk: hard-linked from outside "
+            "the prefix (a package cache or another environment)"
+        )
+    for kept in report.kept:
+        out.append(f"kept: {_printable(kept.path)}, {kept.reason}")
+    for note in report.notes:
+        out.append(f"note: {note}")
+    if report.errors:
+        out += ["", f"{len(report.errors)} problem(s):"]
+        out += [f"  {_printable(p.path) or '.'}: {p.message}" for p in report.errors]
+    return "\n".join(out)
+
+
+def human(n: int) -> str:
+    """``1536`` -> ``1.5 KiB``; negative numbers keep their sign."""
+    size = float(abs(n))
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            text = f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+            return f"-{text}" if n < 0 else text
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def _printable(path: str) -> str:
+    # Names that are not valid UTF-8 arrive as surrogate escapes; show them, don't crash.
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

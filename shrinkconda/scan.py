@@ -1,0 +1,282 @@
+"""Walk a conda prefix once and record what every entry in it is."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from array import array
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, NamedTuple, Optional
+
+from shrinkconda.errors import PrefixError
+
+#: Entry kinds, as stored in :attr:`Scan.kinds`.
+FILE, DIR, SYMLINK, OTHER = 0, 1, 2, 3
+KIND_NAMES = ("file", "dir", "symlink", "other")
+
+#: What the first bytes of a file say it is, as stored in :attr:`Scan.magic`.
+MAGIC_NONE, MAGIC_ELF, MAGIC_AR = 0, 1, 2
+_ELF_MAGIC = b"\x7fELF"
+_AR_MAGIC = b"!<arch>\n"
+
+Progress = Optional[Callable[[int], None]]
+"""A callback told how many more entries have been done; ``None`` for silence."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A path that could not be handled, and why; problems are reported, never fatal."""
+
+    path: str
+    """Path relative to the prefix ("" for the prefix itself)."""
+    message: str
+    """What went wrong, in words a user can act on."""
+
+
+class Entry(NamedTuple):
+    """One scanned entry, materialised on demand from the scan's columns."""
+
+    index: int
+    """Position in the scan; a directory's subtree is ``index + 1 .. end``."""
+    path: str
+    """Path relative to the prefix, ``/``-separated; "" is the prefix itself."""
+    kind: str
+    """``file``, ``dir``, ``symlink`` or ``other``."""
+    size: int
+    """Apparent size (``st_size``), what ``du -b`` counts."""
+    allocated: int
+    """Bytes allocated on disk (``st_blocks * 512``), what ``du`` counts."""
+    dev: int
+    """Device number; with ``ino`` the identity of the inode."""
+    ino: int
+    """Inode number."""
+    nlink: int
+    """Hard-link count, including links outside the prefix."""
+    mode: int
+    """``st_mode`` from ``lstat``."""
+    owner: str | None
+    """The conda package (``conda-meta`` record name) that installed it, if any."""
+    is_elf: bool
+    """The file starts with the ELF magic bytes."""
+    is_ar: bool
+    """The file starts with the ``ar`` archive magic bytes."""
+    end: int
+    """One past the last index of this entry's subtree."""
+
+
+class Scan:
+    """Everything one walk of a prefix learned, stored column-wise.
+
+    Columns instead of one object per entry keep a million-file prefix within a few
+    hundred bytes per entry. Entries are in depth-first pre-order, so the subtree of
+    entry ``i`` is exactly ``range(i, ends[i])``. Treat a scan as immutable.
+    """
+
+    def __init__(self, prefix: Path) -> None:
+        self.prefix = prefix
+        """The prefix, absolute and resolved."""
+        self.paths: list[str] = []
+        self.kinds = array("b")
+        self.sizes = array("q")
+        self.allocated = array("q")
+        self.devs = array("Q")
+        self.inos = array("Q")
+        self.nlinks = array("I")
+        self.modes = array("I")
+        self.owners = array("i")
+        """Index into :attr:`owner_names`, or -1 for files no package owns."""
+        self.magic = array("b")
+        self.parents = array("i")
+        self.ends = array("i")
+        self.owner_names: list[str] = []
+        """Names of the ``conda-meta`` records (``name-version-build``)."""
+        self.problems: list[Problem] = []
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> Entry:
+        owner = self.owners[index]
+        magic = self.magic[index]
+        return Entry(
+            index,
+            self.paths[index],
+            KIND_NAMES[self.kinds[index]],
+            self.sizes[index],
+            self.allocated[index],
+            self.devs[index],
+            self.inos[index],
+            self.nlinks[index],
+            self.modes[index],
+            self.owner_names[owner] if owner >= 0 else None,
+            magic == MAGIC_ELF,
+            magic == MAGIC_AR,
+            self.ends[index],
+        )
+
+    def __iter__(self) -> Iterator[Entry]:
+        return (self[i] for i in range(len(self.paths)))
+
+    def children(self, index: int) -> Iterator[int]:
+        """Indices of the direct children of directory ``index``."""
+        child, end = index + 1, self.ends[index]
+        while child < end:
+            yield child
+            child = self.ends[child]
+
+    def find(self, relpath: str) -> int | None:
+        """Index of the entry at ``relpath`` (``a/b/c``), or ``None``; cost is O(siblings)."""
+        index = 0
+        for part in relpath.strip("/").split("/") if relpath.strip("/") else []:
+            for child in self.children(index):
+                if self.paths[child].rpartition("/")[2] == part:
+                    index = child
+                    break
+            else:
+                return None
+        return index
+
+    def name(self, index: int) -> str:
+        """The last component of the entry's path."""
+        return self.paths[index].rpartition("/")[2]
+
+
+def check_prefix(path: str | os.PathLike[str]) -> Path:
+    """Return ``path`` resolved if it is a conda prefix we may touch, else raise."""
+    prefix = Path(path).expanduser()
+    if not prefix.exists():
+        raise PrefixError(f"{prefix}: no such directory")
+    if not prefix.is_dir():
+        raise PrefixError(f"{prefix}: not a directory; give the path of a conda prefix")
+    prefix = prefix.resolve()
+    if prefix == Path(prefix.anchor):
+        raise PrefixError(f"{prefix}: refusing to work on the filesystem root")
+    if prefix == Path.home().resolve():
+        raise PrefixError(f"{prefix}: refusing to work on the home directory itself")
+    if not (prefix / "conda-meta").is_dir():
+        raise PrefixError(
+            f"{prefix}: not a conda prefix (no conda-meta/ directory); "
+            "give the environment's root, e.g. $CONDA_PREFIX"
+        )
+    return prefix
+
+
+def scan(path: str | os.PathLike[str], progress: Progress = None) -> Scan:
+    """Walk the prefix at ``path`` once, never following symlinks or crossing mounts."""
+    prefix = check_prefix(path)
+    result = Scan(prefix)
+    owners = _read_owners(prefix, result)
+    root = os.lstat(prefix)
+    _append(result, "", -1, root, DIR, MAGIC_NONE, -1)
+    _walk(result, prefix, root.st_dev, owners, progress)
+    return result
+
+
+def _walk(
+    result: Scan, prefix: Path, root_dev: int, owners: dict[str, int], progress: Progress
+) -> None:
+    """Fill ``result`` in depth-first pre-order; subtrees end up contiguous."""
+    stack: list[tuple[Iterator[os.DirEntry[str]], int, str]] = []
+    listing = _list_dir(result, str(prefix), "")
+    stack.append((iter(listing or []), 0, ""))
+    reported = 0
+    while stack:
+        entries, parent, base = stack[-1]
+        for entry in entries:
+            relpath = base + entry.name
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError as exc:
+                result.problems.append(Problem(relpath, f"cannot stat: {exc.strerror}"))
+                continue
+            index = len(result.paths)
+            kind, magic = _classify(entry, st)
+            _append(result, relpath, parent, st, kind, magic, owners.get(relpath, -1))
+            if kind == DIR:
+                if st.st_dev != root_dev:
+                    result.problems.append(Problem(relpath, "a mount point; not scanned"))
+                    continue
+                children = _list_dir(result, entry.path, relpath)
+                if children:
+                    stack.append((iter(children), index, relpath + "/"))
+                    break
+        else:
+            stack.pop()
+            result.ends[parent] = len(result.paths)
+            if progress is not None:
+                progress(len(result.paths) - reported)
+                reported = len(result.paths)
+
+
+def _list_dir(result: Scan, path: str, relpath: str) -> list[os.DirEntry[str]] | None:
+    try:
+        with os.scandir(path) as it:
+            return list(it)
+    except OSError as exc:
+        result.problems.append(Problem(relpath, f"cannot read directory: {exc.strerror}"))
+        return None
+
+
+def _classify(entry: os.DirEntry[str], st: os.stat_result) -> tuple[int, int]:
+    mode = st.st_mode
+    if stat.S_ISDIR(mode):
+        return DIR, MAGIC_NONE
+    if stat.S_ISLNK(mode):
+        return SYMLINK, MAGIC_NONE
+    if not stat.S_ISREG(mode):
+        return OTHER, MAGIC_NONE
+    name = entry.name
+    # Reading every file's first bytes would double the walk's cost; ELF objects are
+    # executables or named like shared objects, archives end in .a.
+    if st.st_size >= 8 and (
+        mode & 0o111 or name.endswith((".so", ".a")) or ".so." in name
+    ):
+        try:
+            with open(entry.path, "rb") as f:
+                head = f.read(8)
+        except OSError:
+            return FILE, MAGIC_NONE
+        if head.startswith(_ELF_MAGIC):
+            return FILE, MAGIC_ELF
+        if head == _AR_MAGIC:
+            return FILE, MAGIC_AR
+    return FILE, MAGIC_NONE
+
+
+def _append(
+    result: Scan, relpath: str, parent: int, st: os.stat_result, kind: int, magic: int, owner: int
+) -> None:
+    result.paths.append(relpath)
+    result.kinds.append(kind)
+    result.sizes.append(st.st_size)
+    result.allocated.append(st.st_blocks * 512)
+    result.devs.append(st.st_dev)
+    result.inos.append(st.st_ino)
+    result.nlinks.append(st.st_nlink)
+    result.modes.append(st.st_mode)
+    result.owners.append(owner)
+    result.magic.append(magic)
+    result.parents.append(parent)
+    result.ends.append(len(result.paths))
+
+
+def _read_owners(prefix: Path, result: Scan) -> dict[str, int]:
+    """Map each path listed in ``conda-meta/*.json`` to the index of its record's name."""
+    owners: dict[str, int] = {}
+    for record in sorted((prefix / "conda-meta").glob("*.json")):
+        try:
+            files = json.loads(record.read_bytes()).get("files", [])
+        except (OSError, ValueError, AttributeError) as exc:
+            result.problems.append(
+                Problem(f"conda-meta/{record.name}", f"unreadable package record, its files "
+                        f"are treated as unowned: {exc}")
+            )
+            continue
+        owner = len(result.owner_names)
+        result.owner_names.append(record.stem)
+        for relpath in files:
+            if isinstance(relpath, str):
+                owners[relpath] = owner
+    return owners

@@ -1,0 +1,81 @@
+"""Strategy plugins: the built-ins, in order, and third-party ones from entry points.
+
+A third-party package registers a :class:`Strategy` under the entry-point group
+``shrinkconda.strategies``::
+
+    [project.entry-points."shrinkconda.strategies"]
+    js-maps = "mypkg.shrink:STRATEGY"
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from importlib import metadata
+from typing import Iterable, Sequence
+
+from shrinkconda.errors import StrategyError
+from shrinkconda.scan import Problem
+from shrinkconda.strategies import bytecode, docs, pkgs_cache, static_libs, tests
+from shrinkconda.strategies.base import Choice, Keep, Strategy
+
+__all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "Choice", "Keep", "Strategy", "available", "choose"]
+
+ENTRY_POINT_GROUP = "shrinkconda.strategies"
+
+#: The built-in strategies, in the order that settles which one a shared file counts for.
+BUILTIN: tuple[Strategy, ...] = (
+    pkgs_cache.STRATEGY,
+    tests.STRATEGY,
+    static_libs.STRATEGY,
+    bytecode.STRATEGY,
+    docs.STRATEGY,
+)
+
+
+def available() -> tuple[tuple[Strategy, ...], tuple[Problem, ...]]:
+    """Built-ins then plugins (sorted by name), and the plugins that failed to load."""
+    strategies = {s.name: s for s in BUILTIN}
+    problems: list[Problem] = []
+    plugins: list[Strategy] = []
+    for ep in _entry_points():
+        origin = f"plugin {ep.name} = {ep.value}"
+        try:
+            strategy = ep.load()
+        except Exception as exc:  # a broken plugin must not take the tool down
+            problems.append(Problem("", f"{origin} failed to load and was skipped: {exc!r}"))
+            continue
+        if not isinstance(strategy, Strategy):
+            problems.append(Problem("", f"{origin} is not a shrinkconda Strategy; skipped"))
+            continue
+        strategy = replace(strategy, origin=origin)
+        if strategy.name in strategies:
+            raise StrategyError(
+                f"two strategies are named {strategy.name!r}: "
+                f"{strategies[strategy.name].origin} and {origin}"
+            )
+        strategies[strategy.name] = strategy
+        plugins.append(strategy)
+    return BUILTIN + tuple(sorted(plugins, key=lambda s: s.name)), tuple(problems)
+
+
+def choose(
+    strategies: Sequence[Strategy], only: Iterable[str] = (), skip: Iterable[str] = ()
+) -> tuple[Strategy, ...]:
+    """The strategies to run: ``only`` if given, else the defaults; minus ``skip``."""
+    only, skip = list(only), list(skip)
+    known = {s.name for s in strategies}
+    unknown = sorted({*only, *skip} - known)
+    if unknown:
+        raise StrategyError(
+            f"unknown strategy {', '.join(unknown)}; "
+            f"'shrinkconda strategies' lists: {', '.join(s.name for s in strategies)}"
+        )
+    chosen = [s for s in strategies if (s.name in only if only else s.default)]
+    return tuple(s for s in chosen if s.name not in skip)
+
+
+def _entry_points() -> list[metadata.EntryPoint]:
+    if sys.version_info >= (3, 10):
+        return list(metadata.entry_points(group=ENTRY_POINT_GROUP))
+    return list(metadata.entry_points().get(ENTRY_POINT_GROUP, []))
