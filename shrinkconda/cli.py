@@ -9,7 +9,7 @@ from typing import Any, Callable, TypeVar
 import click
 
 from shrinkconda import __version__, pipeline, strategies
-from shrinkconda.errors import ShrinkError
+from shrinkconda.errors import ShrinkError, UnknownStrategyError
 from shrinkconda.report import Report, render, to_json
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -106,6 +106,8 @@ def _run(action: Callable[..., Report], prefix: str, options: pipeline.Options,
     bars = _Bars(enabled=not quiet and sys.stderr.isatty())
     try:
         return action(prefix, options, progress=bars.update if bars.enabled else None)
+    except UnknownStrategyError as exc:
+        raise click.UsageError(str(exc)) from exc
     except ShrinkError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:

@@ -13,3 +13,7 @@ class PrefixError(ShrinkError):
 
 class StrategyError(ShrinkError):
     """A strategy name is unknown, duplicated, or a plugin is malformed."""
+
+
+class UnknownStrategyError(StrategyError):
+    """``--only``/``--skip`` named a strategy that does not exist: a usage error."""

@@ -58,7 +58,7 @@ class Plan:
 def plan(scan: Scan, strategies: Sequence[Strategy], keep: Iterable[str] = ()) -> Plan:
     """Run ``strategies`` in order; an entry counts for the first one that claims it.
 
-    Never removed: the prefix itself, ``conda-meta/``, ``*.dist-info`` and
+    Never removed: the prefix itself, ``conda-meta/``, installed ``*.dist-info`` and
     ``*.egg-info`` (versions and entry points live there), environments nested in
     ``envs/``, and whatever matches a ``keep`` glob (matched against the path relative
     to the prefix; a matched directory keeps its whole subtree).
@@ -106,7 +106,7 @@ def _protect(scan: Scan, keep: list[str]) -> bytearray:
         path = paths[index]
         if (
             path == "conda-meta"
-            or path.endswith((".dist-info", ".egg-info"))
+            or (path.endswith((".dist-info", ".egg-info")) and not path.startswith("pkgs/"))
             or (pattern is not None and pattern.match(path))
             or (kinds[index] == DIR and path.startswith("envs/") and path.count("/") == 1
                 and scan.find(path + "/conda-meta") is not None)

@@ -14,7 +14,7 @@ from dataclasses import replace
 from importlib import metadata
 from typing import Iterable, Sequence
 
-from shrinkconda.errors import StrategyError
+from shrinkconda.errors import StrategyError, UnknownStrategyError
 from shrinkconda.scan import Problem
 from shrinkconda.strategies import bytecode, docs, pkgs_cache, static_libs, tests
 from shrinkconda.strategies.base import Choice, Keep, Strategy
@@ -67,7 +67,7 @@ def choose(
     known = {s.name for s in strategies}
     unknown = sorted({*only, *skip} - known)
     if unknown:
-        raise StrategyError(
+        raise UnknownStrategyError(
             f"unknown strategy {', '.join(unknown)}; "
             f"'shrinkconda strategies' lists: {', '.join(s.name for s in strategies)}"
         )
