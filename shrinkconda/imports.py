@@ -1,0 +1,112 @@
+"""Which modules inside test directories does a package's own runtime code import?
+
+Some packages import from their test suites at import time (old astropy's
+``__init__`` did ``from .tests.runner import TestRunner``; numpy 2.0-2.3's
+``numpy.testing`` imports ``numpy._core.tests._natype``). The ``tests`` strategy keeps
+those modules; this module finds them by reading the code with :mod:`ast`.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections import deque
+from pathlib import Path
+from typing import Iterator, Mapping
+
+_MENTIONS_TESTS = re.compile(rb"\btests?\b")
+_EXTENSION = re.compile(r"^[^.]+(\.[A-Za-z0-9_-]+)?\.so$")
+
+
+def imported_names(source: bytes, module: str, is_package: bool) -> Iterator[str]:
+    """Every module name ``source`` may import, absolute, including ``from x import y``
+    as ``x.y`` (``y`` may be a submodule) and ``importlib.import_module("...")``."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return
+    package = module if is_package else module.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name
+        elif isinstance(node, ast.ImportFrom):
+            base = _resolve(node.module, node.level, package)
+            if base is None:
+                continue
+            yield base
+            for alias in node.names:
+                if alias.name != "*":
+                    yield f"{base}.{alias.name}"
+        elif (isinstance(node, ast.Call) and node.args
+              and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)
+              and _callee(node) in ("import_module", "__import__")):
+            yield node.args[0].value
+
+
+def _resolve(name: str | None, level: int, package: str) -> str | None:
+    if not level:
+        return name
+    parts = package.split(".") if package else []
+    if level - 1 > len(parts):
+        return None
+    base = parts[: len(parts) - (level - 1)]
+    return ".".join(base + ([name] if name else [])) or None
+
+
+def _callee(node: ast.Call) -> str:
+    func = node.func
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    return func.id if isinstance(func, ast.Name) else ""
+
+
+def module_of(relpath: str) -> tuple[str, bool]:
+    """``astro/tests/__init__.py`` -> (``astro.tests``, True); relative to site-packages."""
+    parts = relpath.split("/")
+    name = parts[-1].split(".", 1)[0]
+    if name == "__init__":
+        return ".".join(parts[:-1]), True
+    return ".".join(parts[:-1] + [name]), False
+
+
+def needed_test_modules(
+    site: Path, runtime: list[str], test_files: Mapping[str, str]
+) -> dict[str, str]:
+    """Test-directory files that runtime code needs, mapped to the first importer.
+
+    ``runtime`` are runtime ``.py`` files and ``test_files`` maps module names to files
+    inside test directories, all relative to ``site`` (site-packages). Kept modules are
+    runtime code too, so what they import is followed in turn.
+    """
+    needed: dict[str, str] = {}
+    queue = deque(runtime)
+    while queue:
+        relpath = queue.popleft()
+        try:
+            source = (site / relpath).read_bytes()
+        except OSError:
+            continue
+        if not _MENTIONS_TESTS.search(source) and relpath not in needed:
+            continue
+        module, is_package = module_of(relpath)
+        for name in imported_names(source, module, is_package):
+            for target in _files_for(name, test_files):
+                if target not in needed:
+                    needed[target] = relpath
+                    queue.append(target)
+    return needed
+
+
+def _files_for(name: str, test_files: Mapping[str, str]) -> Iterator[str]:
+    """The file of module ``name``, and the ``__init__.py`` files Python runs to reach it."""
+    parts = name.split(".")
+    for depth in range(1, len(parts) + 1):
+        relpath = test_files.get(".".join(parts[:depth]))
+        if relpath is not None:
+            yield relpath
+
+
+def is_module_file(name: str) -> bool:
+    """A file Python can import as a module: ``*.py`` or an extension ``*.so``."""
+    return name.endswith(".py") or bool(_EXTENSION.match(name))
