@@ -1,0 +1,170 @@
+"""shrinkconda.pyz: built by scripts/build_zipapp.py, run by a conda prefix's own python.
+
+Every run here is what a Dockerfile RUN step gets: stdin, stdout and stderr are not
+terminals, no environment is activated, and only system directories are on PATH.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import shrinkconda
+
+REPO = Path(__file__).resolve().parents[1]
+BUILD = REPO / "scripts" / "build_zipapp.py"
+#: A RUN step's environment: no terminal type, no $CONDA_PREFIX, the host Python off PATH.
+RUN_ENV = {"PATH": "/usr/bin:/bin"}
+BUILTIN = ("pkgs-cache", "tests", "static-libs", "bytecode", "docs")
+#: What would betray a progress bar or colour in a build log.
+_TERMINAL_NOISE = re.compile(r"\x1b\[|\r|[█▏▎▍▌▋▊▉]|it/s|entries/s")
+
+
+def build_pyz(output: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """Run the build script; its own output is returned for the test to judge."""
+    return subprocess.run([sys.executable, str(BUILD), "-o", str(output), *options],
+                          check=False, capture_output=True, text=True)
+
+
+def run_pyz(python: Path | str, pyz: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    """``python shrinkconda.pyz ARGS`` as a RUN step runs it (stdin is /dev/null)."""
+    return subprocess.run([str(python), str(pyz), *map(str, args)], env=RUN_ENV, check=False,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True)
+
+
+def assert_plain(done: subprocess.CompletedProcess[str]) -> None:
+    """Nothing in the output that only makes sense on a terminal."""
+    for name, text in (("stdout", done.stdout), ("stderr", done.stderr)):
+        match = _TERMINAL_NOISE.search(text)
+        assert match is None, f"{name} has terminal output {match.group()!r}:\n{text}"
+
+
+@pytest.fixture(scope="module")
+def pyz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A zipapp of the installed dependencies: no network, runs on the fixture's 3.11."""
+    output = tmp_path_factory.mktemp("pyz") / "shrinkconda.pyz"
+    done = build_pyz(output, "--offline")
+    assert done.returncode == 0, done.stderr
+    return output
+
+
+def test_archive_holds_shrinkconda_and_its_dependencies(pyz: Path) -> None:
+    with zipfile.ZipFile(pyz) as archive:
+        names = archive.namelist()
+        main = archive.read("__main__.py").decode()
+    for required in ("__main__.py", "shrinkconda/cli.py", "shrinkconda/strategies/base.py",
+                     "click/__init__.py", "tqdm/__init__.py"):
+        assert required in names
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    # The editable install's metadata would describe the developer's checkout.
+    assert not [n for n in names if n.startswith("shrinkconda-")]
+    assert "dont_write_bytecode = True" in main
+    assert pyz.read_bytes().startswith(b"#!/usr/bin/env python3\n")
+
+
+def test_same_sources_build_the_same_bytes(pyz: Path, tmp_path: Path) -> None:
+    # A byte-identical zipapp keeps a Dockerfile's `COPY shrinkconda.pyz` layer cached.
+    again = tmp_path / "again.pyz"
+    assert build_pyz(again, "--offline").returncode == 0
+    assert again.read_bytes() == pyz.read_bytes()
+
+
+def test_version_and_strategies_work_from_the_zipapp(pyz: Path, template_prefix: Path) -> None:
+    python = template_prefix / "bin" / "python"
+    version = run_pyz(python, pyz, "--version")
+    assert version.returncode == 0, version.stderr
+    assert shrinkconda.__version__ in version.stdout
+    listed = run_pyz(python, pyz, "strategies")
+    assert listed.returncode == 0, listed.stderr
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == list(BUILTIN)
+
+
+def test_audit_then_shrink_with_the_prefix_python(pyz: Path, prefix: Path) -> None:
+    python = prefix / "bin" / "python"
+    audit = run_pyz(python, pyz, "audit", prefix)
+    assert audit.returncode == 0, audit.stderr
+    assert audit.stdout.startswith(f"shrinkconda audit (dry run, nothing changed): {prefix}\n")
+    assert re.search(r"^pkgs-cache +[\d,]+ +[\d.]+ [KMG]iB$", audit.stdout, re.MULTILINE)
+    assert re.search(r"^would free +[\d.]+ [KMG]iB", audit.stdout, re.MULTILINE)
+    assert audit.stderr == ""
+    assert_plain(audit)
+    assert (prefix / "pkgs" / "urls.txt").exists()
+
+    shrink = run_pyz(python, pyz, "shrink", "-y", prefix)
+    assert shrink.returncode == 0, shrink.stderr
+    assert shrink.stdout.startswith(f"shrinkconda shrink: {prefix}\n")
+    assert re.search(r"^total +[\d,]+ +[\d.]+ [KMG]iB$", shrink.stdout, re.MULTILINE)
+    assert re.search(r"^freed +[\d.]+ [KMG]iB", shrink.stdout, re.MULTILINE)
+    assert shrink.stderr == ""
+    assert_plain(shrink)
+    assert os.listdir(prefix / "pkgs") == []
+    still = subprocess.run([str(python), "-c", "import demopkg; print(demopkg.add(2, 3))"],
+                           env=RUN_ENV, check=False, capture_output=True, text=True)
+    assert still.stdout.strip() == "5", still.stderr
+
+
+def test_a_run_leaves_no_bytecode_in_the_prefix(pyz: Path, prefix: Path) -> None:
+    # The interpreter compiles what it imports while starting; the shrink removes that,
+    # and the zipapp must not put any back while it finishes.
+    done = run_pyz(prefix / "bin" / "python", pyz, "shrink", "-y", "-q", prefix)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    assert not list(prefix.rglob("__pycache__"))
+
+
+def test_shrink_without_yes_never_waits_for_an_answer(pyz: Path, prefix: Path) -> None:
+    done = run_pyz(prefix / "bin" / "python", pyz, "shrink", "--json", prefix)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # no preview, no confirmation question
+    assert_plain(done)
+    report = json.loads(done.stdout)
+    assert report["dry_run"] is False
+    assert report["bytes_saved"] > 0
+
+
+def test_a_failure_stops_the_build(pyz: Path, template_prefix: Path, tmp_path: Path) -> None:
+    done = run_pyz(template_prefix / "bin" / "python", pyz, "shrink", "-y", tmp_path / "nope")
+    assert done.returncode != 0
+    assert done.stdout == ""
+    assert done.stderr.startswith("Error: ")
+    assert_plain(done)
+
+
+def oldest_python() -> str | None:
+    """A Python 3.9 interpreter, on PATH or from pyenv, if this machine has one."""
+    root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    candidates = [shutil.which("python3.9"),
+                  *sorted(glob.glob(os.path.join(root, "versions", "3.9*", "bin", "python3.9")))]
+    for candidate in filter(None, candidates):
+        probe = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[:2])"],
+                               check=False, capture_output=True, text=True)
+        if probe.returncode == 0 and probe.stdout.strip() == "(3, 9)":
+            return candidate
+    return None
+
+
+def test_runs_on_the_oldest_supported_python(prefix: Path, tmp_path: Path) -> None:
+    """The default build fetches dependency versions that still support Python 3.9."""
+    python39 = oldest_python()
+    if python39 is None:
+        pytest.skip("no Python 3.9 interpreter on this machine")
+    output = tmp_path / "shrinkconda.pyz"
+    built = build_pyz(output)
+    if built.returncode != 0 and "pip could not fetch" in built.stderr:
+        pytest.skip(f"no package index reachable for 3.9-compatible wheels: {built.stderr}")
+    assert built.returncode == 0, built.stderr
+    assert "runs on Python >= 3.9" in built.stderr
+    for args in (("audit", prefix), ("shrink", "-y", prefix)):
+        done = run_pyz(python39, output, *args)
+        assert done.returncode == 0, done.stderr
+        assert_plain(done)
+    assert os.listdir(prefix / "pkgs") == []
