@@ -100,9 +100,15 @@ def build(output: Path, requirements: list[Requirement], floor: tuple[int, int],
         staging = Path(tmp) / "app"
         shutil.copytree(PACKAGE, staging / PACKAGE.name,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        installed = installed_closure(requirements, floor)
-        needs = lowest_python([_requires_python(d) for d in installed], floor)
-        if needs == floor or offline:
+        try:
+            installed = installed_closure(requirements, floor)
+            needs = lowest_python([_requires_python(d) for d in installed], floor)
+        except BuildError:
+            if offline:
+                raise
+            installed, needs = [], None  # not installed here: fetch them
+        if installed and (needs == floor or offline):
+            assert needs is not None
             dists = [copy_installed(d, staging) for d in installed]
         else:
             dists = download(requirements, floor, staging, Path(tmp) / "wheels")
@@ -140,8 +146,8 @@ def installed_closure(requirements: list[Requirement],
         try:
             dist = metadata.distribution(req.name)
         except metadata.PackageNotFoundError:
-            raise BuildError(f"{req.name} is not installed for {sys.executable}; "
-                             "install shrinkconda's dependencies first") from None
+            raise BuildError(f"{req.name} is not installed for {sys.executable}, and "
+                             "--offline bundles only what is installed") from None
         if not req.specifier.contains(dist.version, prereleases=True):
             raise BuildError(f"installed {req.name} {dist.version} does not match {req}")
         found[key] = dist
