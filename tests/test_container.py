@@ -47,7 +47,8 @@ pytestmark = [
 #: stream: each file is padded to 512 bytes and the stream to 10 KiB records, and the
 #: shrunk image also holds the report itself (~1.5 KiB). A file rewritten in place (the
 #: strip phase) can thus count up to 511 bytes less than it saved; 128 KiB covers that
-#: for every ELF file of the fixture, and is under 1 % of the ~15 MiB saving.
+#: for every ELF file of the fixture, and is under 1 % of its saving (15.5 MiB, or
+#: 31.5 MiB with the strip phase).
 TOLERANCE = 128 * 1024
 REPORT = "/shrink-report.json"
 #: The shrink every variant runs: the env's own python, no bytecode written by it.
@@ -106,9 +107,9 @@ def podman(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def build(context: Path, dockerfile: str, name: str) -> None:
-    """Build one image. ``--layers=false`` keeps no intermediate images; it squashes the
-    steps of one build into one layer, so each Dockerfile here adds a single step to the
-    image it starts from."""
+    """Build one image. ``--layers=false`` keeps no intermediate images and squashes a
+    build's steps into one layer, so each Dockerfile here adds exactly one layer to the
+    image it starts from (``separate`` thus starts from ``plain``)."""
     path = context / f"{name.rpartition(':')[2]}.Dockerfile"
     path.write_text(dockerfile)
     podman("build", "--isolation", "chroot", "--pull=never", "--layers=false", "--force-rm",
