@@ -9,6 +9,7 @@ from typing import Any, Callable, TypeVar
 import click
 
 from shrinkconda import __version__, pipeline, strategies
+from shrinkconda.elf import MODES as STRIP_MODES
 from shrinkconda.errors import ShrinkError, UnknownStrategyError
 from shrinkconda.report import Report, render, to_json
 
@@ -26,6 +27,13 @@ def _common(func: F) -> F:
         click.option("--keep", multiple=True, metavar="GLOB",
                       help="Never remove paths matching GLOB, relative to the prefix "
                            "(repeatable); a matched directory keeps its subtree."),
+        click.option("--strip-mode", type=click.Choice(list(STRIP_MODES)), default="debug",
+                     show_default=True,
+                     help="What GNU strip removes from ELF objects: debug sections, also "
+                          "unneeded symbols, or all symbols."),
+        click.option("--no-strip", is_flag=True, help="Do not strip ELF objects."),
+        click.option("--jobs", type=click.IntRange(min=1), metavar="N",
+                     help="Strip N files at once [default: number of CPUs]."),
         click.option("--json", "as_json", is_flag=True,
                      help="Print one JSON document instead of the table."),
         click.option("-q", "--quiet", is_flag=True,
@@ -49,9 +57,10 @@ def main() -> None:
 @main.command()
 @_common
 def audit(prefix: str | None, only: tuple[str, ...], skip: tuple[str, ...],
-          keep: tuple[str, ...], as_json: bool, quiet: bool) -> None:
+          keep: tuple[str, ...], strip_mode: str, no_strip: bool, jobs: int | None,
+          as_json: bool, quiet: bool) -> None:
     """Say what a shrink would free, changing nothing (a dry run)."""
-    options = pipeline.Options(only=only, skip=skip, keep=keep)
+    options = _options(only, skip, keep, strip_mode, no_strip, jobs)
     report = _run(pipeline.audit, _prefix(prefix), options, quiet)
     _show(report, as_json, quiet)
 
@@ -60,13 +69,14 @@ def audit(prefix: str | None, only: tuple[str, ...], skip: tuple[str, ...],
 @_common
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 def shrink(prefix: str | None, only: tuple[str, ...], skip: tuple[str, ...],
-           keep: tuple[str, ...], as_json: bool, quiet: bool, yes: bool) -> None:
+           keep: tuple[str, ...], strip_mode: str, no_strip: bool, jobs: int | None,
+           as_json: bool, quiet: bool, yes: bool) -> None:
     """Shrink the prefix.
 
     Asks first only when stdin is a terminal; in a Dockerfile RUN it never waits.
     """
     target = _prefix(prefix)
-    options = pipeline.Options(only=only, skip=skip, keep=keep)
+    options = _options(only, skip, keep, strip_mode, no_strip, jobs)
     if not yes and sys.stdin.isatty():
         preview = _run(pipeline.audit, target, options, quiet)
         click.echo(render(preview), err=True)
@@ -89,6 +99,12 @@ def list_strategies() -> None:
         click.echo(f"{s.name:<{width}}  {s.summary}{flag}{origin}")
     for problem in problems:
         click.echo(f"warning: {problem.message}", err=True)
+
+
+def _options(only: tuple[str, ...], skip: tuple[str, ...], keep: tuple[str, ...],
+             strip_mode: str, no_strip: bool, jobs: int | None) -> pipeline.Options:
+    return pipeline.Options(only=only, skip=skip, keep=keep,
+                            strip_mode=None if no_strip else strip_mode, jobs=jobs)
 
 
 def _prefix(prefix: str | None) -> str:
