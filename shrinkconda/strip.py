@@ -198,8 +198,9 @@ def find_tool(tool: str = "strip") -> str:
     if found is None:
         raise StripToolMissing(
             f"GNU strip ({tool!r}, from binutils) was not found on PATH, so nothing is "
-            "stripped; install binutils (Debian/Ubuntu: apt-get install binutils; Fedora: "
-            "dnf install binutils; conda: conda install binutils) or pass --no-strip")
+            "stripped; install binutils with the system's package manager (Debian/Ubuntu: "
+            "apt-get install binutils; Fedora/RHEL: dnf install binutils; Alpine: apk add "
+            "binutils) or pass --no-strip")
     return found
 
 
