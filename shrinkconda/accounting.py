@@ -86,6 +86,12 @@ class Ledger:
         self.allocated -= saved_allocated
         return Saving(files, saved, saved_allocated, outside)
 
+    def add(self, size: int, allocated: int) -> Saving:
+        """Account for a new file in the prefix (it saves negative bytes)."""
+        self.size += size
+        self.allocated += allocated
+        return Saving(0, -size, -allocated, 0)
+
     def replace(self, index: int, new_size: int, new_allocated: int) -> Saving:
         """Account for the file at ``index`` now being a new, singly-linked inode."""
         gone = self.remove((index,))

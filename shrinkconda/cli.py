@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from typing import Any, Callable, TypeVar
 
 import click
@@ -68,21 +69,34 @@ def audit(prefix: str | None, only: tuple[str, ...], skip: tuple[str, ...],
 @main.command()
 @_common
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--no-verify", is_flag=True,
+              help="Do not check that every module that imported before still imports.")
+@click.option("--verify-command", "verify_commands", multiple=True, metavar="CMD",
+              help="Also run CMD (with the prefix's bin/ first on PATH) after the shrink; "
+                   "if it fails, the shrink is rolled back (repeatable).")
 def shrink(prefix: str | None, only: tuple[str, ...], skip: tuple[str, ...],
            keep: tuple[str, ...], strip_mode: str, no_strip: bool, jobs: int | None,
-           as_json: bool, quiet: bool, yes: bool) -> None:
-    """Shrink the prefix.
+           as_json: bool, quiet: bool, yes: bool, no_verify: bool,
+           verify_commands: tuple[str, ...]) -> None:
+    """Shrink the prefix, verify it still works, and roll back if it does not.
 
     Asks first only when stdin is a terminal; in a Dockerfile RUN it never waits.
+    Exit status 3 means the shrink was rolled back and nothing changed.
     """
     target = _prefix(prefix)
-    options = _options(only, skip, keep, strip_mode, no_strip, jobs)
+    options = replace(_options(only, skip, keep, strip_mode, no_strip, jobs),
+                      verify=not no_verify, verify_commands=verify_commands)
     if not yes and sys.stdin.isatty():
         preview = _run(pipeline.audit, target, options, quiet)
         click.echo(render(preview), err=True)
         click.confirm(f"\nShrink {preview.prefix}?", abort=True, err=True)
     report = _run(pipeline.shrink, target, options, quiet)
     _show(report, as_json, quiet)
+    if report.rolled_back:
+        if quiet and not as_json:
+            for broken in report.broken:
+                click.echo(f"broken: {broken.check}: {broken.error}", err=True)
+        sys.exit(3)
 
 
 @main.command("strategies")

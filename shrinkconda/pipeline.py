@@ -1,21 +1,27 @@
-"""The whole shrink, left to right: scan, plan, execute, report."""
+"""The whole shrink, left to right: scan, plan, execute (as a transaction), report."""
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import os
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Callable, Optional
+from pathlib import Path
+from typing import Any, Callable, Optional
 
-from shrinkconda import execute, strategies, strip
+from shrinkconda import __version__, condameta, strategies, strip, transaction, verify
 from shrinkconda.accounting import Ledger, Saving
 from shrinkconda.plan import Plan, plan
-from shrinkconda.report import Line, Report
-from shrinkconda.scan import Problem, Scan, scan
+from shrinkconda.report import Broken, Line, Report
+from shrinkconda.scan import Problem, Scan, check_prefix, scan
 
 StageProgress = Optional[Callable[[str, int], None]]
-"""Told ``(stage, n)`` as ``n`` more items of ``stage`` (``scan``, ``remove``, ``strip``)
-are done."""
+"""Told ``(stage, n)`` as ``n`` more items of ``stage`` (``scan``, ``strip``) are done."""
+
+STRIP = "strip"
+"""The strip phase's name in the report; ``--only``/``--skip`` take it like a strategy."""
 
 
 @dataclass(frozen=True)
@@ -23,9 +29,9 @@ class Options:
     """What the user chose; the defaults are a plain ``shrinkconda shrink``."""
 
     only: tuple[str, ...] = ()
-    """Run only these strategies (default: every default strategy)."""
+    """Run only these strategies (and ``strip``, if named); default: all defaults."""
     skip: tuple[str, ...] = ()
-    """Do not run these strategies."""
+    """Do not run these strategies (``strip`` included)."""
     keep: tuple[str, ...] = ()
     """Globs of paths (relative to the prefix) that nothing may remove."""
     strip_mode: str | None = "debug"
@@ -33,46 +39,196 @@ class Options:
     ``None`` turns the strip phase off."""
     jobs: int | None = None
     """How many files to strip at once (default: the number of CPUs)."""
+    verify: bool = True
+    """Import every distribution's top-level modules after staging; roll back on harm."""
+    verify_commands: tuple[str, ...] = ()
+    """The user's own smoke tests, each must exit 0 after the shrink."""
+
+    def strips(self) -> bool:
+        """Whether the strip phase runs."""
+        wanted = STRIP in self.only if self.only else True
+        return self.strip_mode is not None and wanted and STRIP not in self.skip
 
 
 def audit(prefix: str | os.PathLike[str], options: Options = Options(),
           progress: StageProgress = None) -> Report:
-    """What :func:`shrink` would do, without changing anything."""
-    the_plan, problems = _plan(prefix, options, progress)
-    removed = the_plan.removed()
-    stripped = _predict_strip(the_plan.scan, removed, options, progress)
-    return _report(the_plan, removed, problems, dry_run=True, stripped=stripped)
+    """What :func:`shrink` would do, without changing anything.
+
+    An unfinished transaction a killed shrink left behind is finished or rolled back
+    first, so the prediction is about a consistent prefix.
+    """
+    root = check_prefix(prefix)
+    with transaction.locked(root):
+        notes = _recover(root)
+        the_plan, problems = _plan(root, options, progress)
+        removed = the_plan.removed()
+        stripped = _predict_strip(the_plan.scan, removed, options, progress)
+        payload = _payload(the_plan, removed, stripped.replaced if stripped else (), options,
+                           digest=lambda path: "0" * 64)
+        return _report(the_plan, removed, problems, dry_run=True, stripped=stripped,
+                       notes=notes, metadata=_predict_metadata(root, payload))
 
 
 def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
            progress: StageProgress = None) -> Report:
-    """Shrink the prefix and report what it freed."""
-    the_plan, problems = _plan(prefix, options, progress)
-    removed, failures = execute.remove(the_plan, _stage(progress, "remove"))
-    stripped = _strip(the_plan.scan, removed, options, progress)
-    return _report(the_plan, removed, problems + failures, dry_run=False, stripped=stripped)
+    """Shrink the prefix as one transaction and report what it freed.
+
+    Removals are renamed into a staging directory and stripped copies take their
+    originals' places; then the environment is verified. If something that imported
+    before no longer does, everything goes back and the report says what broke.
+    """
+    root = check_prefix(prefix)
+    with transaction.locked(root):
+        notes = _recover(root)
+        the_plan, problems = _plan(root, options, progress)
+        scan_ = the_plan.scan
+        modules, verify_notes = _importable(root, options)
+        notes += verify_notes
+        removed = the_plan.removed()
+        txn = transaction.Transaction(root)
+        made, strip_phase = _make_stripped(scan_, removed, options, progress, txn)
+        steps = [transaction.Step(scan_.paths[i], f"r{n}") for n, i in enumerate(the_plan.roots())]
+        steps += [transaction.Step(scan_.paths[m.index], f"s{n}", os.path.relpath(m.temp, root))
+                  for n, m in enumerate(made)]
+        failed = txn.stage(steps, strip_phase.temp_dirs)
+        problems += transaction.problems_for(failed)
+        removed, made = _without_failed(scan_, removed, made, failed)
+        broken = _check(root, modules, options)
+        if broken:
+            txn.rollback()
+            return _report(the_plan, bytearray(len(scan_)), problems, dry_run=False,
+                           stripped=strip_phase.with_replaced(()) if options.strips() else None,
+                           notes=notes,
+                           broken=broken, verified=True, rolled_back=True)
+        txn.commit(_payload(the_plan, removed, made, options, digest=_sha256),
+                   lambda payload: condameta.apply(root, payload))
+        return _report(the_plan, removed, problems, dry_run=False,
+                       stripped=strip_phase.with_replaced(made) if options.strips() else None,
+                       notes=notes, verified=options.verify,
+                       metadata=_measure_metadata(scan_))
 
 
-def _plan(prefix: str | os.PathLike[str], options: Options,
-          progress: StageProgress) -> tuple[Plan, list[Problem]]:
+def _recover(root: Path) -> tuple[str, ...]:
+    note = transaction.Transaction(root).recover(
+        lambda payload: condameta.apply(root, payload))
+    return (note,) if note else ()
+
+
+def _plan(root: Path, options: Options, progress: StageProgress) -> tuple[Plan, list[Problem]]:
     everything, plugin_problems = strategies.available()
-    chosen = strategies.choose(everything, options.only, options.skip)
-    the_scan: Scan = scan(prefix, _stage(progress, "scan"))
+    only = tuple(n for n in options.only if n != STRIP)
+    skip = tuple(n for n in options.skip if n != STRIP)
+    if options.only and not only:
+        chosen: tuple[strategies.Strategy, ...] = ()  # --only strip
+    else:
+        chosen = strategies.choose(everything, only, skip)
+    the_scan: Scan = scan(root, _stage(progress, "scan"))
     return plan(the_scan, chosen, options.keep), [*plugin_problems, *the_scan.problems]
 
 
+def _importable(root: Path, options: Options) -> tuple[list[str], tuple[str, ...]]:
+    """The top-level modules that import before the shrink: the ones it must keep."""
+    if not options.verify:
+        return [], ()
+    if verify.python_of(root) is None:
+        return [], ("the prefix has no bin/python: imports were not verified",)
+    modules = verify.top_level_modules(root)
+    failing = verify.failing_imports(root, modules, jobs=options.jobs or 2)
+    return [m for m in modules if m not in failing], ()
+
+
+def _check(root: Path, modules: list[str], options: Options) -> tuple[Broken, ...]:
+    if not options.verify:
+        return ()
+    imports = verify.failing_imports(root, modules, jobs=options.jobs or 2)
+    commands = verify.failing_commands(root, options.verify_commands)
+    return tuple([Broken(m, "import", e) for m, e in sorted(imports.items())]
+                 + [Broken(c, "command", e) for c, e in commands.items()])
+
+
+def _without_failed(scan_: Scan, removed: bytearray, made: list[strip.Replacement],
+                    failed: Sequence[transaction.Step]) -> tuple[bytearray, list[strip.Replacement]]:
+    """What really left: the plan minus the steps that could not be staged."""
+    if not failed:
+        return removed, made
+    failed_paths = {s.path for s in failed}
+    removed = bytearray(removed)
+    for index, path in enumerate(scan_.paths):
+        if path in failed_paths:
+            removed[index:scan_.ends[index]] = bytes(scan_.ends[index] - index)
+    return removed, [m for m in made if scan_.paths[m.index] not in failed_paths]
+
+
+def _payload(the_plan: Plan, removed: bytearray, made: Sequence[strip.Replacement],
+             options: Options, digest: Callable[[Path], str]) -> dict[str, Any]:
+    """What the commit records in ``conda-meta``: small, roots only."""
+    scan_ = the_plan.scan
+    by_strategy: dict[str, list[str]] = {}
+    for selection in the_plan.selections:
+        roots = [scan_.paths[i] for i in selection.indices
+                 if removed[i] and not removed[scan_.parents[i]]]
+        by_strategy[selection.strategy] = sorted(roots)
+    return {
+        "id": uuid.uuid4().hex,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "shrinkconda": __version__,
+        "removed": by_strategy,
+        "strip_mode": options.strip_mode if options.strips() else None,
+        "stripped": {scan_.paths[m.index]: [m.size, digest(scan_.prefix / scan_.paths[m.index])]
+                     for m in made},
+        "kept": [[k.path, k.reason] for k in the_plan.kept],
+    }
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _predict_metadata(root: Path, payload: dict[str, Any]) -> list[tuple[str, int, int]]:
+    """New sizes of the ``conda-meta`` files a commit would write."""
+    sizes = [(f"conda-meta/{path.name}", len(text.encode()))
+             for path, text in condameta.updated_records(root, payload).items()]
+    history = root / "conda-meta" / condameta.HISTORY
+    old = history.stat().st_size if history.exists() else 0
+    sizes.append((f"conda-meta/{condameta.HISTORY}",
+                  old + len(condameta.history_line(payload).encode())))
+    return [(path, size, -(-size // 4096) * 4096) for path, size in sizes]
+
+
+def _measure_metadata(scan_: Scan) -> list[tuple[str, int, int]]:
+    """The ``conda-meta`` files the commit wrote, with their sizes now."""
+    changed = []
+    with os.scandir(scan_.prefix / "conda-meta") as entries:
+        for entry in entries:
+            st = entry.stat(follow_symlinks=False)
+            index = scan_.find(f"conda-meta/{entry.name}")
+            if index is None or (scan_.inos[index], scan_.sizes[index]) != (st.st_ino, st.st_size):
+                changed.append((f"conda-meta/{entry.name}", st.st_size, st.st_blocks * 512))
+    return changed
+
+
 def _report(the_plan: Plan, removed: bytearray, problems: list[Problem], dry_run: bool,
-            stripped: _StripPhase | None = None) -> Report:
+            stripped: _StripPhase | None = None, notes: tuple[str, ...] = (),
+            broken: tuple[Broken, ...] = (), verified: bool | None = None,
+            rolled_back: bool = False, metadata: Sequence[tuple[str, int, int]] = ()) -> Report:
     ledger = Ledger(the_plan.scan)
     lines = tuple(
         Line(s.strategy, ledger.remove(i for i in s.indices if removed[i]))
         for s in the_plan.selections
     )
-    notes: tuple[str, ...] = ()
     if stripped is not None:
-        lines += (Line("strip", _strip_saving(ledger, stripped.replaced)),)
+        lines += (Line(STRIP, _strip_saving(ledger, stripped.replaced)),)
         problems = problems + stripped.problems
-        notes = stripped.notes
+        notes += stripped.notes
+    if metadata:
+        lines += (Line("conda-meta", _metadata_saving(ledger, the_plan.scan, metadata)),)
+    if rolled_back:
+        notes += ("rolled back: the shrink broke what worked before, so every change was "
+                  "undone and the prefix is as it was",)
     return Report(
         prefix=str(the_plan.scan.prefix),
         dry_run=dry_run,
@@ -84,6 +240,9 @@ def _report(the_plan: Plan, removed: bytearray, problems: list[Problem], dry_run
         errors=tuple(problems),
         kept=the_plan.kept,
         notes=notes,
+        verified=None if dry_run else verified,
+        rolled_back=rolled_back,
+        broken=broken,
     )
 
 
@@ -93,51 +252,68 @@ def _stage(progress: StageProgress, stage: str) -> Callable[[int], None] | None:
     return lambda n: progress(stage, n)
 
 
-# The strip phase, after the removals. Kept apart so the transaction (staging the
-# originals between making and installing the stripped copies) can take it over.
+# The strip phase: predicted from ELF headers in the audit; in a shrink, stripped
+# copies are made beside the originals and the transaction swaps them in.
 
 @dataclass(frozen=True)
 class _StripPhase:
     replaced: Sequence[strip.Replacement]
     problems: list[Problem]
     notes: tuple[str, ...]
+    temp_dirs: tuple[str, ...] = ()
+    """Directories (relative) where stripped copies may lie, for crash recovery."""
+
+    def with_replaced(self, replaced: Sequence[strip.Replacement]) -> _StripPhase:
+        return _StripPhase(replaced, self.problems, self.notes, self.temp_dirs)
 
 
-def _predict_strip(scan: Scan, removed: bytearray, options: Options,
+def _predict_strip(scan_: Scan, removed: bytearray, options: Options,
                    progress: StageProgress) -> _StripPhase | None:
     mode = options.strip_mode
-    if mode is None:
+    if mode is None or not options.strips():
         return None
-    chosen = strip.candidates(scan, removed)
-    predicted, problems = strip.predict(scan, chosen.indices, mode, options.jobs,
-                                        _stage(progress, "strip"))
+    chosen = strip.candidates(scan_, removed)
+    predicted, problems = strip.predict(scan_, chosen.indices, mode, options.jobs,
+                                        _stage(progress, STRIP))
     try:
         strip.find_tool()
     except strip.StripToolMissing as exc:
         problems.append(Problem("", str(exc)))
-    return _StripPhase(predicted, problems, _strip_notes(scan, chosen, mode, options.jobs))
+    return _StripPhase(predicted, problems, _strip_notes(scan_, chosen, mode, options.jobs))
 
 
-def _strip(scan: Scan, removed: bytearray, options: Options,
-           progress: StageProgress) -> _StripPhase | None:
+def _make_stripped(scan_: Scan, removed: bytearray, options: Options, progress: StageProgress,
+                   txn: transaction.Transaction) -> tuple[list[strip.Replacement], _StripPhase]:
     mode = options.strip_mode
-    if mode is None:
-        return None
-    chosen = strip.candidates(scan, removed)
-    notes = _strip_notes(scan, chosen, mode, options.jobs)
+    if mode is None or not options.strips():
+        return [], _StripPhase((), [], ())
+    chosen = strip.candidates(scan_, removed)
+    notes = _strip_notes(scan_, chosen, mode, options.jobs)
+    dirs = tuple(sorted({os.path.dirname(scan_.paths[i]) for i in chosen.indices}))
+    txn.prepare(dirs)
     try:
-        made, problems = strip.make_stripped(scan, chosen.indices, mode, options.jobs,
-                                             progress=_stage(progress, "strip"))
+        made, problems = strip.make_stripped(scan_, chosen.indices, mode, options.jobs,
+                                             progress=_stage(progress, STRIP))
     except strip.StripToolMissing as exc:
-        return _StripPhase((), [Problem("", str(exc))], notes)
-    installed, failures = strip.install(scan, made)
-    return _StripPhase(installed, problems + failures, notes)
+        return [], _StripPhase((), [Problem("", str(exc))], notes, dirs)
+    return list(made), _StripPhase((), problems, notes, dirs)
 
 
-def _strip_notes(scan: Scan, chosen: strip.Candidates, mode: str,
+def _strip_notes(scan_: Scan, chosen: strip.Candidates, mode: str,
                  jobs: int | None) -> tuple[str, ...]:
-    linked = strip.strippable(scan, chosen.linked_inside, mode, jobs)
+    linked = strip.strippable(scan_, chosen.linked_inside, mode, jobs)
     return (strip.linked_inside_note(len(linked)),) if linked else ()
+
+
+def _metadata_saving(ledger: Ledger, scan_: Scan,
+                     metadata: Sequence[tuple[str, int, int]]) -> Saving:
+    """The records shrink as removed paths leave them; the history grows by a line."""
+    total = Saving()
+    for path, size, allocated in metadata:
+        index = scan_.find(path)
+        total += (ledger.add(size, allocated) if index is None
+                  else ledger.replace(index, size, allocated))
+    return total
 
 
 def _strip_saving(ledger: Ledger, replaced: Sequence[strip.Replacement]) -> Saving:

@@ -19,6 +19,18 @@ class Line:
 
 
 @dataclass(frozen=True)
+class Broken:
+    """Something that worked before the shrink and failed after it."""
+
+    check: str
+    """The module that no longer imports, or the ``--verify-command`` that failed."""
+    kind: str
+    """``import`` or ``command``."""
+    error: str
+    """What it raised or printed last."""
+
+
+@dataclass(frozen=True)
 class Report:
     """Sizes are ``du -sb`` figures (apparent bytes, each inode once); ``allocated_*``
     are ``du -s`` figures in bytes."""
@@ -34,6 +46,12 @@ class Report:
     kept: tuple[Kept, ...] = ()
     notes: tuple[str, ...] = field(default=())
     """Plain-language remarks (a rolled-back transaction, a skipped phase)."""
+    verified: bool | None = None
+    """Whether the environment was checked after the shrink (``None`` in an audit)."""
+    rolled_back: bool = False
+    """The shrink broke something and was undone: nothing changed."""
+    broken: tuple[Broken, ...] = ()
+    """What failed the verification, when rolled back."""
 
     @property
     def bytes_saved(self) -> int:
@@ -69,6 +87,9 @@ def to_json(report: Report) -> str:
         "errors": [asdict(p) for p in report.errors],
         "kept": [asdict(k) for k in report.kept],
         "notes": list(report.notes),
+        "verified": report.verified,
+        "rolled_back": report.rolled_back,
+        "broken": [asdict(b) for b in report.broken],
     }
     return json.dumps(doc, indent=2)
 
@@ -103,6 +124,9 @@ def render(report: Report) -> str:
         out.append(f"kept: {_printable(kept.path)}, {kept.reason}")
     for note in report.notes:
         out.append(f"note: {note}")
+    for broken in report.broken:
+        what = f"import {broken.check}" if broken.kind == "import" else broken.check
+        out.append(f"broken: {what}: {broken.error}")
     if report.errors:
         out += ["", f"{len(report.errors)} problem(s):"]
         out += [f"  {_printable(p.path) or '.'}: {p.message}" for p in report.errors]

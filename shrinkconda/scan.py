@@ -12,6 +12,9 @@ from typing import Callable, Iterator, NamedTuple, Optional
 
 from shrinkconda.errors import PrefixError
 
+STATE_DIR = ".shrinkconda"
+"""Exists inside a prefix only while a shrink is under way (see transaction.py)."""
+
 #: Entry kinds, as stored in :attr:`Scan.kinds`.
 FILE, DIR, SYMLINK, OTHER = 0, 1, 2, 3
 KIND_NAMES = ("file", "dir", "symlink", "other")
@@ -186,6 +189,8 @@ def _walk(
         entries, parent, base = stack[-1]
         for entry in entries:
             relpath = base + entry.name
+            if relpath == STATE_DIR:
+                continue  # a transaction's own state, handled before any scan
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError as exc:

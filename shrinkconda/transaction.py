@@ -1,0 +1,243 @@
+"""A shrink as a transaction: staged renames, a journal, rollback and crash recovery.
+
+Everything a shrink removes is first renamed into ``PREFIX/.shrinkconda/staging``
+(same filesystem, so each rename is atomic), and a stripped copy takes its original's
+place only after the original is staged. The journal is written before any rename, so
+a run killed at any moment leaves a prefix where each path is either in place or in
+staging, and the next run finds the journal and rolls back (nothing was verified yet)
+or finishes (the shrink was verified and committing).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import shutil
+import signal
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from shrinkconda.errors import ShrinkError
+from shrinkconda.scan import STATE_DIR, Problem
+from shrinkconda.strip import TEMP_SUFFIX
+
+_CRASH_ENV = "SHRINKCONDA_TEST_CRASH_AFTER"
+"""Test hook: SIGKILL this process after that many durable steps (see tests)."""
+
+
+class LockedError(ShrinkError):
+    """Another shrinkconda holds the prefix."""
+
+
+@contextmanager
+def locked(prefix: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the prefix; fail at once if another run holds it.
+
+    The lock is ``flock`` on the prefix directory itself: the kernel drops it when the
+    holder dies, so a killed run never leaves a stale lock behind.
+    """
+    fd = os.open(prefix, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+            raise LockedError(
+                f"{prefix}: another shrinkconda is working on this prefix; "
+                "wait for it to finish and run again"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One staged change: ``path`` is renamed to ``staging/<staged>``; or, for a
+    stripped file, hard-linked there and then atomically replaced by ``replacement``
+    (a temporary file beside it), so the path never goes missing. With ``staged`` empty,
+    ``path`` is a directory whose entries were staged one by one, removed at commit."""
+
+    path: str
+    staged: str
+    replacement: str = ""
+
+
+class Transaction:
+    """The journal and the staging directory of one shrink of one prefix."""
+
+    def __init__(self, prefix: Path) -> None:
+        self.prefix = prefix
+        self.state_dir = prefix / STATE_DIR
+        self.staging = self.state_dir / "staging"
+        self.journal = self.state_dir / "journal.json"
+        self._steps_done = 0
+        crash = os.environ.get(_CRASH_ENV, "")
+        self._crash_after = int(crash) if crash.isdigit() else -1
+
+    def prepare(self, temp_dirs: Sequence[str]) -> None:
+        """Record where stripped copies are about to be written, so a crash can clean
+        them up (they are named ``.*`` + :data:`~shrinkconda.strip.TEMP_SUFFIX`)."""
+        self.staging.mkdir(parents=True, exist_ok=True)
+        self._write({"state": "preparing", "temp_dirs": list(temp_dirs), "steps": []})
+
+    def stage(self, steps: Sequence[Step], temp_dirs: Sequence[str]) -> list[Step]:
+        """Move every step's path into staging; return the steps that failed."""
+        self.staging.mkdir(parents=True, exist_ok=True)
+        todo = list(steps)
+        self._write_steps("staged", todo, temp_dirs)
+        failed = []
+        index = 0
+        while index < len(todo):
+            step = todo[index]
+            index += 1
+            if not step.staged:
+                continue
+            original, staged = self.prefix / step.path, self.staging / step.staged
+            try:
+                if step.replacement:
+                    os.link(original, staged)
+                    self._step()
+                    os.replace(self.prefix / step.replacement, original)
+                else:
+                    os.rename(original, staged)
+            except OSError as exc:
+                if exc.errno == errno.EXDEV and original.is_dir() and not original.is_symlink():
+                    # overlayfs (a later Docker RUN) cannot rename a directory of a lower
+                    # layer: stage its entries instead and remove it empty at commit.
+                    todo[index:index] = _entries_of(step, original)
+                    self._write_steps("staged", todo, temp_dirs)
+                    continue
+                failed.append(step)
+                continue
+            self._step()
+        return failed
+
+    def rollback(self) -> None:
+        """Put every staged path back where it was and delete temporary files."""
+        doc = self._read()
+        for path, staged, _replacement in reversed(doc["steps"]):
+            source = self.staging / staged
+            if staged and os.path.lexists(source):  # else never staged, or already restored
+                original = self.prefix / path
+                if original.is_dir() and not original.is_symlink():
+                    # Re-created since the crash (Python refills __pycache__): the
+                    # original wins, the newcomer goes with the staging directory.
+                    os.rename(original, self.staging / f"{staged}.recreated")
+                # Atomic for a stripped file too: the path is the copy or the original.
+                os.replace(source, original)
+                self._step()
+        self._remove_temps(doc["temp_dirs"])
+        self._finish()
+
+    def commit(self, payload: dict[str, Any], apply: Callable[[dict[str, Any]], None]) -> None:
+        """Make the shrink final: record ``payload``, ``apply`` it, drop the staging."""
+        doc = self._read()
+        doc.update(state="committing", payload=payload)
+        self._write(doc)
+        self._complete(doc, apply)
+
+    def recover(self, apply: Callable[[dict[str, Any]], None]) -> str | None:
+        """Finish or roll back a transaction a killed run left; say which, or ``None``."""
+        if not self.state_dir.exists():
+            return None
+        try:
+            doc = self._read()
+        except (OSError, ValueError):
+            # Killed before the first journal write completed: nothing was moved yet.
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+            return "removed the state of a shrink that was killed before it changed anything"
+        if doc["state"] == "committing":
+            self._complete(doc, apply)
+            return "finished a verified shrink that was interrupted while committing"
+        self.rollback()
+        return f"rolled back a shrink that was interrupted ({doc['state']}); nothing was lost"
+
+    def _complete(self, doc: dict[str, Any], apply: Callable[[dict[str, Any]], None]) -> None:
+        apply(doc["payload"])
+        self._step()
+        self._remove_temps(doc["temp_dirs"])
+        for path, staged, _replacement in reversed(doc["steps"]):
+            if not staged:
+                try:
+                    os.rmdir(self.prefix / path)
+                except OSError:
+                    pass  # already gone, or something new inside: leave it
+        self._finish()
+
+    def _remove_temps(self, temp_dirs: Sequence[str]) -> None:
+        for directory in temp_dirs:
+            try:
+                names = os.listdir(self.prefix / directory)
+            except OSError:
+                continue
+            for name in names:
+                if name.startswith(".") and name.endswith(TEMP_SUFFIX):
+                    _unlink(self.prefix / directory / name)
+
+    def _finish(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+        self._step()
+        _unlink(self.journal)
+        try:
+            self.state_dir.rmdir()
+        except OSError:
+            pass
+
+    def _write_steps(self, state: str, steps: Sequence[Step], temp_dirs: Sequence[str]) -> None:
+        self._write({"state": state, "temp_dirs": list(temp_dirs),
+                     "steps": [[s.path, s.staged, s.replacement] for s in steps]})
+
+    def _write(self, doc: dict[str, Any]) -> None:
+        """Replace the journal atomically and durably."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        temp = self.journal.with_suffix(".tmp")
+        with open(temp, "w", encoding="utf-8", errors="surrogateescape") as f:
+            json.dump(doc, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, self.journal)
+        _fsync_dir(self.state_dir)
+        self._step()
+
+    def _read(self) -> dict[str, Any]:
+        with open(self.journal, encoding="utf-8", errors="surrogateescape") as f:
+            doc: dict[str, Any] = json.load(f)
+        return doc
+
+    def _step(self) -> None:
+        self._steps_done += 1
+        if self._steps_done == self._crash_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _entries_of(step: Step, directory: Path) -> list[Step]:
+    """Steps for each entry of ``directory``, then the step that removes it empty."""
+    names = sorted(os.listdir(directory))
+    return [Step(f"{step.path}/{name}", f"{step.staged}.{n}") for n, name in enumerate(names)] + [
+        Step(step.path, "")]
+
+
+def problems_for(failed: Sequence[Step]) -> list[Problem]:
+    """Report staging failures (a path on another filesystem, a vanished file)."""
+    return [Problem(s.path, "not removed: it could not be moved into staging") for s in failed]
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
