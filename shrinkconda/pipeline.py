@@ -147,15 +147,20 @@ def _check(root: Path, modules: list[str], options: Options) -> tuple[Broken, ..
 
 
 def _without_failed(scan_: Scan, removed: bytearray, made: list[strip.Replacement],
-                    failed: Sequence[transaction.Step]) -> tuple[bytearray, list[strip.Replacement]]:
+                    failed: Sequence[tuple[transaction.Step, str]]
+                    ) -> tuple[bytearray, list[strip.Replacement]]:
     """What really left: the plan minus the steps that could not be staged."""
     if not failed:
         return removed, made
-    failed_paths = {s.path for s in failed}
+    failed_paths = {step.path for step, _ in failed}
     removed = bytearray(removed)
     for index, path in enumerate(scan_.paths):
         if path in failed_paths:
             removed[index:scan_.ends[index]] = bytes(scan_.ends[index] - index)
+            parent = scan_.parents[index]
+            while parent > 0 and removed[parent]:  # a directory emptied around it stays
+                removed[parent] = 0
+                parent = scan_.parents[parent]
     return removed, [m for m in made if scan_.paths[m.index] not in failed_paths]
 
 

@@ -86,8 +86,9 @@ class Transaction:
         self.staging.mkdir(parents=True, exist_ok=True)
         self._write({"state": "preparing", "temp_dirs": list(temp_dirs), "steps": []})
 
-    def stage(self, steps: Sequence[Step], temp_dirs: Sequence[str]) -> list[Step]:
-        """Move every step's path into staging; return the steps that failed."""
+    def stage(self, steps: Sequence[Step],
+              temp_dirs: Sequence[str]) -> list[tuple[Step, str]]:
+        """Move every step's path into staging; return the steps that failed, and why."""
         self.staging.mkdir(parents=True, exist_ok=True)
         todo = list(steps)
         self._write_steps("staged", todo, temp_dirs)
@@ -113,7 +114,7 @@ class Transaction:
                     todo[index:index] = _entries_of(step, original)
                     self._write_steps("staged", todo, temp_dirs)
                     continue
-                failed.append(step)
+                failed.append((step, exc.strerror or str(exc)))
                 continue
             self._step()
         return failed
@@ -223,9 +224,10 @@ def _entries_of(step: Step, directory: Path) -> list[Step]:
         Step(step.path, "")]
 
 
-def problems_for(failed: Sequence[Step]) -> list[Problem]:
-    """Report staging failures (a path on another filesystem, a vanished file)."""
-    return [Problem(s.path, "not removed: it could not be moved into staging") for s in failed]
+def problems_for(failed: Sequence[tuple[Step, str]]) -> list[Problem]:
+    """Report staging failures (an immutable file, a vanished one, another filesystem)."""
+    return [Problem(step.path, f"left in place: it could not be moved into staging ({why})")
+            for step, why in failed]
 
 
 def _unlink(path: Path) -> None:
