@@ -164,7 +164,7 @@ class _Bars:
 
     def update(self, stage: str, n: int) -> None:
         if stage != self._stage:
-            from tqdm import tqdm  # only paid for when someone is watching
+            from tqdm import tqdm  # type: ignore[import-untyped]  # paid only when watched
 
             self.close()
             self._stage = stage

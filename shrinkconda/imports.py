@@ -11,8 +11,8 @@ from __future__ import annotations
 import ast
 import re
 from collections import deque
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Iterator, Mapping
 
 _MENTIONS_TESTS = re.compile(rb"\btests?\b")
 _EXTENSION = re.compile(r"^[^.]+(\.[A-Za-z0-9_-]+)?\.so$")

@@ -232,8 +232,8 @@ def _report(the_plan: Plan, removed: bytearray, problems: list[Problem], dry_run
     if metadata:
         lines += (Line("conda-meta", _metadata_saving(ledger, the_plan.scan, metadata)),)
     if rolled_back:
-        notes += ("rolled back: the shrink broke what worked before, so every change was "
-                  "undone and the prefix is as it was",)
+        notes += (("rolled back: the shrink broke what worked before, so every change was "
+                  "undone and the prefix is as it was"),)
     return Report(
         prefix=str(the_plan.scan.prefix),
         dry_run=dry_run,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import fnmatch
 import re
 from array import array
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from shrinkconda.scan import DIR, Scan
 from shrinkconda.strategies import Keep, Strategy

@@ -102,8 +102,8 @@ def render(report: Report) -> str:
     total_files = sum(ln.saving.files for ln in report.lines)
     rows.append(("total", f"{total_files:,}", human(report.bytes_saved)))
     width = [max(len(r[c]) for r in rows) for c in range(3)]
-    out = [f"shrinkconda {'audit (dry run, nothing changed)' if report.dry_run else 'shrink'}"
-           f": {_printable(report.prefix)}", ""]
+    out = [(f"shrinkconda {'audit (dry run, nothing changed)' if report.dry_run else 'shrink'}"
+           f": {_printable(report.prefix)}"), ""]
     for n, row in enumerate(rows):
         if n == len(rows) - 1:
             out.append("-" * (sum(width) + 4))
@@ -112,13 +112,13 @@ def render(report: Report) -> str:
         "",
         f"size before  {human(report.size_before):>10}  ({report.size_before:,} bytes)",
         f"size after   {human(report.size_after):>10}  ({report.size_after:,} bytes)",
-        f"{verb:<11}  {human(report.bytes_saved):>10}  "
-        f"(on disk: {human(report.allocated_before - report.allocated_after)})",
+        (f"{verb:<11}  {human(report.bytes_saved):>10}  "
+        f"(on disk: {human(report.allocated_before - report.allocated_after)})"),
     ]
     if report.linked_outside:
         out.append(
-            f"of which {human(report.linked_outside)} stay on disk: hard-linked from outside "
-            "the prefix (a package cache or another environment)"
+            f"{human(report.linked_outside)} left the prefix but stay on disk: still "
+            "hard-linked from outside it (a package cache or another environment)"
         )
     for kept in report.kept:
         out.append(f"kept: {_printable(kept.path)}, {kept.reason}")

@@ -6,9 +6,10 @@ import json
 import os
 import stat
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 from shrinkconda.errors import PrefixError
 
@@ -41,8 +42,8 @@ class Problem:
 class Entry(NamedTuple):
     """One scanned entry, materialised on demand from the scan's columns."""
 
-    index: int
-    """Position in the scan; a directory's subtree is ``index + 1 .. end``."""
+    position: int
+    """Index in the scan; a directory's subtree is ``position + 1 .. end``."""
     path: str
     """Path relative to the prefix, ``/``-separated; "" is the prefix itself."""
     kind: str

@@ -16,10 +16,11 @@ import json
 import os
 import shutil
 import signal
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable
 
 from shrinkconda.errors import ShrinkError
 from shrinkconda.scan import STATE_DIR, Problem

@@ -7,8 +7,8 @@ import os
 import subprocess
 import tempfile
 import threading
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 # Runs inside the environment's own interpreter: one JSON line before and after each
 # import, so a crash (segfault, os._exit) still tells which module caused it.
@@ -121,7 +121,7 @@ def _import_all(python: Path, modules: list[str], env: dict[str, str], cwd: str,
         timer.cancel()
         if current is None:
             break
-        failures[current] = ("import hung (killed after %ds)" % TIMEOUT if code == -9
+        failures[current] = (f"import hung (killed after {TIMEOUT:.0f}s)" if code == -9
                              else f"the interpreter crashed (exit status {code})")
         remaining.remove(current)
 
@@ -134,7 +134,7 @@ def failing_commands(prefix: Path, commands: Sequence[str]) -> dict[str, str]:
     failures = {}
     for command in commands:
         try:
-            run = subprocess.run(command, shell=True, env=env, capture_output=True, text=True,
+            run = subprocess.run(command, check=False, shell=True, env=env, capture_output=True, text=True,
                                  stdin=subprocess.DEVNULL, timeout=TIMEOUT)
         except subprocess.TimeoutExpired:
             failures[command] = f"timed out after {TIMEOUT:.0f}s"

@@ -31,10 +31,10 @@ def test_every_entry_once_with_its_lstat_facts(prefix: Path) -> None:
 def test_subtrees_are_contiguous_index_ranges(prefix: Path) -> None:
     result = scan(prefix)
     for entry in result:
-        if entry.index:
-            parent = result.parents[entry.index]
+        if entry.position:
+            parent = result.parents[entry.position]
             assert result.kinds[parent] == DIR
-            assert parent < entry.index < result.ends[parent]
+            assert parent < entry.position < result.ends[parent]
             assert entry.path.startswith(result.paths[parent])
 
 
@@ -73,7 +73,7 @@ def test_symlinks_are_never_followed(prefix: Path, tmp_path: Path) -> None:
     result = scan(prefix)
     for name in ("escape", "root", "loop"):
         entry = result[result.find(f"lib/{name}")]
-        assert entry.kind == "symlink" and entry.end == entry.index + 1
+        assert entry.kind == "symlink" and entry.end == entry.position + 1
     assert not any("zz-outside-only" in p for p in result.paths)
 
 

@@ -10,9 +10,9 @@ A third-party package registers a :class:`Strategy` under the entry-point group
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from importlib import metadata
-from typing import Iterable, Sequence
 
 from shrinkconda.errors import StrategyError, UnknownStrategyError
 from shrinkconda.scan import Problem
@@ -42,7 +42,7 @@ def available() -> tuple[tuple[Strategy, ...], tuple[Problem, ...]]:
         origin = f"plugin {ep.name} = {ep.value}"
         try:
             strategy = ep.load()
-        except Exception as exc:  # a broken plugin must not take the tool down
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the tool down
             problems.append(Problem("", f"{origin} failed to load and was skipped: {exc!r}"))
             continue
         if not isinstance(strategy, Strategy):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
 from shrinkconda import imports
 from shrinkconda.scan import DIR, FILE, Scan
@@ -74,9 +74,9 @@ def _imported_from_tests(scan: Scan, pylib: int, test_dirs: list[int]) -> Iterat
     ]
     needed = imports.needed_test_modules(scan.prefix / scan.paths[site], runtime, test_files)
     for relpath, importer in needed.items():
-        index = scan.find(base + relpath)
-        if index is not None:
-            yield Keep(index, f"imported by {base}{importer}")
+        found = scan.find(base + relpath)
+        if found is not None:
+            yield Keep(found, f"imported by {base}{importer}")
 
 
 def _top_package(scan: Scan, site: int, index: int) -> int:
