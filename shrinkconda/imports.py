@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-_MENTIONS_TESTS = re.compile(rb"\btests?\b")
+_TEST_WORD = re.compile(rb"\btests?\b")
 _EXTENSION = re.compile(r"^[^.]+(\.[A-Za-z0-9_-]+)?\.so$")
 
 
@@ -87,7 +87,7 @@ def needed_test_modules(
             source = (site / relpath).read_bytes()
         except OSError:
             continue
-        if not _MENTIONS_TESTS.search(source) and relpath not in needed:
+        if not may_import_tests(source) and relpath not in needed:
             continue
         module, is_package = module_of(relpath)
         for name in imported_names(source, module, is_package):
@@ -96,6 +96,23 @@ def needed_test_modules(
                     needed[target] = relpath
                     queue.append(target)
     return needed
+
+
+def may_import_tests(source: bytes) -> bool:
+    """A cheap filter before :mod:`ast`: could ``source`` import a test module?
+
+    It errs on the side of yes (the parse then decides) and skips the many files that
+    say "test" only in docstrings, names, or ``numpy.testing``.
+    """
+    for match in _TEST_WORD.finditer(source):
+        line = source[source.rfind(b"\n", 0, match.start()) + 1:match.start()].lstrip()
+        if line.startswith((b"from ", b"import ")) or b"import_module(" in line \
+                or b"__import__(" in line:
+            return True
+        opener = source.rfind(b"import (", 0, match.start())  # from x import (\n tests)
+        if opener != -1 and b")" not in source[opener:match.start()]:
+            return True
+    return False
 
 
 def _files_for(name: str, test_files: Mapping[str, str]) -> Iterator[str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from shrinkconda import Options, shrink
-from shrinkconda.imports import imported_names, module_of
+from shrinkconda.imports import imported_names, may_import_tests, module_of
 from treeutil import prefix_python
 
 SITE = "lib/python3.11/site-packages"
@@ -68,3 +68,23 @@ def test_chain_through_a_kept_module_and_a_subpackage(prefix: Path) -> None:
     assert not (pkg / "_core/tests/test_big.py").exists()
     result = prefix_python(prefix, "import numpyish.testing as t; t.f()")
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(("source", "may_import"), [
+    (b"from .tests.runner import X", True),
+    (b"def f():\n    from numpy._core.tests._natype import pd_NA", True),
+    (b"from . import tests", True),
+    (b"from . import (\n    a,\n    tests,\n)", True),
+    (b"import a.tests.b as c", True),
+    (b"importlib.import_module('p.tests.q')", True),
+    (b"from numpy.testing import assert_equal", False),
+    (b"import pytest", False),
+    (b'"""These tests are run by the test suite."""', False),
+    (b"def test_x():\n    pass", False),
+])
+def test_prefilter_only_passes_files_that_may_import_tests(source: bytes,
+                                                           may_import: bool) -> None:
+    # The filter must never miss an import the ast would find.
+    assert may_import_tests(source) is may_import
+    if may_import:
+        assert any("tests" in n.split(".") for n in imported_names(source, "p.sub", False))

@@ -71,6 +71,7 @@ def _imported_from_tests(scan: Scan, pylib: int, test_dirs: list[int]) -> Iterat
         for top in sorted(tops)
         for i in range(top, scan.ends[top])
         if not in_tests[i] and scan.kinds[i] == FILE and scan.paths[i].endswith(".py")
+        and not scan.paths[i].endswith("/conftest.py")  # pytest's, not runtime code
     ]
     needed = imports.needed_test_modules(scan.prefix / scan.paths[site], runtime, test_files)
     for relpath, importer in needed.items():
