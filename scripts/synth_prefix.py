@@ -38,11 +38,18 @@ TAG = "cpython-311"
 #: numpy- or scipy-sized.
 SIZES = ((8, 20), (40, 25), (120, 25), (400, 15), (1200, 10), (3000, 5))
 ELF_MAX = 64 * 1024
-#: Source text that generated modules are sliced from, so files differ and compress
-#: like code.
+#: Mean file sizes measured on the realistic env (outside pkgs/): .py 19.6 kB, .pyc
+#: 23.6 kB, test modules 19.5 kB. _size() draws lognormal around base * 1.38.
+PY_BASE, PYC_BASE = 14_000, 17_000
+#: Words that generated runtime modules are sliced from, so files differ and compress
+#: like code. Test modules get the test words too; about a third of runtime modules
+#: mention tests in a comment, as in real packages (32% of the realistic env's runtime
+#: modules contain "test"), which is what the tests strategy's import analysis reads for.
 _WORDS = (b"def return import from class self None True False if else elif for in while "
           b"numpy array value index result module data shape dtype kwargs args raise "
-          b"ValueError TypeError assert test_ check_ len range dict list tuple str int ")
+          b"ValueError TypeError len range dict list tuple str int ")
+_TEST_WORDS = b"assert test_ check_ pytest fixture parametrize expected actual tests "
+_TEST_DIRS = ("/tests/", "/test/")
 
 
 @dataclass
@@ -76,7 +83,9 @@ class Writer:
     def __init__(self, rng: random.Random, elf_sources: list[Path]) -> None:
         self.rng = rng
         words = _WORDS.split()
+        test_words = words + _TEST_WORDS.split() * 3
         self.text = b" ".join(rng.choice(words) for _ in range(300_000)) + b"\n"
+        self.test_text = b" ".join(rng.choice(test_words) for _ in range(300_000)) + b"\n"
         self.elves = [p.read_bytes() for p in elf_sources]
         if not self.elves:
             raise SystemExit("no ELF file under 64 KiB found in --elf-from; give a real env")
@@ -85,18 +94,22 @@ class Writer:
     def content(self, path: str, kind: str, size: int) -> bytes:
         if kind == "elf":
             return self.elves[zlib.crc32(path.encode()) % len(self.elves)]
+        test = any(d in path for d in _TEST_DIRS)
         head = f"# {path}\n".encode()
+        if kind == "py" and not test and zlib.crc32(path.encode()) % 100 < 32:
+            head += b"# behaviour covered by the tests in tests/test_this.py\n"
         if kind == "pyc":
             head = b"\xa7\r\r\n\x01\x00\x00\x00" + head  # 3.11 magic, hash-based flag
         elif kind == "ar":
             member = self.slice(size)
             return (b"!<arch>\n" + f"{'obj.o/':<16}{0:<12}{0:<6}{0:<6}{644:<8}"
                     f"{len(member):<10}`\n".encode() + member)
-        return head + self.slice(max(0, size - len(head)))
+        return head + self.slice(max(0, size - len(head)), test)
 
-    def slice(self, size: int) -> bytes:
-        start = self.rng.randrange(0, len(self.text) - size - 1) if size < len(self.text) else 0
-        return self.text[start:start + size]
+    def slice(self, size: int, test: bool = False) -> bytes:
+        text = self.test_text if test else self.text
+        start = self.rng.randrange(0, len(text) - size - 1) if size < len(text) else 0
+        return text[start:start + size]
 
     def write(self, root: str, path: str, data: bytes, mode: int) -> None:
         full = f"{root}/{path}"
@@ -142,8 +155,8 @@ def python_package(rng: random.Random, n: int) -> Package:
     for i in range(len(pkg.files), n, 2):
         sub = "test" if i % 5 == 0 else f"pkg{i % 23}"
         stem = f"{'test_' if sub == 'test' else ''}m{i}"
-        pkg.files[f"{lib}/{sub}/{stem}.py"] = ("py", _size(rng, 6000))
-        pkg.files[f"{lib}/{sub}/__pycache__/{stem}.{TAG}.pyc"] = ("pyc", _size(rng, 5000))
+        pkg.files[f"{lib}/{sub}/{stem}.py"] = ("py", _size(rng, PY_BASE))
+        pkg.files[f"{lib}/{sub}/__pycache__/{stem}.{TAG}.pyc"] = ("pyc", _size(rng, PYC_BASE))
     return pkg
 
 
@@ -181,8 +194,8 @@ def python_lib(rng: random.Random, index: int, n: int, owned: bool) -> Package:
         if i < subs:
             pkg.files[f"{top}/{sub}/__init__.py"] = ("py", 200)
             pkg.files[f"{top}/{sub}/__pycache__/__init__.{TAG}.pyc"] = ("pyc", 300)
-        pkg.files[f"{folder}/{stem}.py"] = ("py", _size(rng, 5000))
-        pkg.files[f"{folder}/__pycache__/{stem}.{TAG}.pyc"] = ("pyc", _size(rng, 4000))
+        pkg.files[f"{folder}/{stem}.py"] = ("py", _size(rng, PY_BASE))
+        pkg.files[f"{folder}/__pycache__/{stem}.{TAG}.pyc"] = ("pyc", _size(rng, PYC_BASE))
         i += 1
     pkg.files[f"{top}/__init__.py"] = ("py", 300)
     return pkg
