@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -183,7 +184,7 @@ class Transaction:
                     _unlink(self.prefix / directory / name)
 
     def _finish(self) -> None:
-        shutil.rmtree(self.staging, ignore_errors=True)
+        _delete(self.staging)
         self._step()
         _unlink(self.journal)
         try:
@@ -229,6 +230,25 @@ def problems_for(failed: Sequence[tuple[Step, str]]) -> list[Problem]:
     """Report staging failures (an immutable file, a vanished one, another filesystem)."""
     return [Problem(step.path, f"left in place: it could not be moved into staging ({why})")
             for step, why in failed]
+
+
+def _delete(directory: Path, jobs: int = 0) -> None:
+    """Delete ``directory`` and everything in it, fast: a commit deletes the whole
+    removal at once, and ``rm -rf`` in parallel does that in about half the time of
+    :func:`shutil.rmtree`, which stays the fallback (and mops up what is left)."""
+    try:
+        entries = sorted(os.listdir(directory))
+    except OSError:
+        return
+    rm = shutil.which("rm")
+    if rm and entries:
+        groups = max(1, min(jobs or os.cpu_count() or 1, len(entries)))
+        procs = [subprocess.Popen([rm, "-rf", "--", *entries[n::groups]], cwd=directory,
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL) for n in range(groups)]
+        for proc in procs:
+            proc.wait()
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def _unlink(path: Path) -> None:
