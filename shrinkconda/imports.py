@@ -9,6 +9,7 @@ those modules; this module finds them by reading the code with :mod:`ast`.
 from __future__ import annotations
 
 import ast
+import os
 import re
 from collections import deque
 from collections.abc import Iterator, Mapping
@@ -86,7 +87,8 @@ def needed_test_modules(
     while queue:
         relpath = queue.popleft()
         try:
-            source = (site / relpath).read_bytes()
+            with open(os.path.join(site, relpath), "rb") as f:
+                source = f.read()
         except OSError:
             continue
         if not may_import_tests(source) and relpath not in needed:
@@ -106,22 +108,32 @@ def may_import_tests(source: bytes) -> bool:
     It errs on the side of yes (the parse then decides) and skips the many files that
     say "test" only in docstrings, names, or ``numpy.testing``.
     """
-    blocks = []  # the spans of "from x import (...)", which may cover several lines
-    opener = source.find(b"import (")
-    while opener != -1:
-        closer = source.find(b")", opener)
-        closer = len(source) if closer == -1 else closer
-        blocks.append((opener, closer))
-        opener = source.find(b"import (", closer)
+    blocks: list[tuple[int, int]] | None = None
     for match in _TEST_WORD.finditer(source):
         at = match.start()
         if at and (source[at - 1:at].isalnum() or source[at - 1:at] == b"_"):
             continue  # "pytest", "_test": not the word
         line = source[source.rfind(b"\n", 0, at) + 1:at].lstrip()
         if line.startswith((b"from ", b"import ")) or b"import_module(" in line \
-                or b"__import__(" in line or any(o < at < c for o, c in blocks):
+                or b"__import__(" in line:
+            return True
+        if blocks is None:
+            blocks = _import_blocks(source)
+        if any(opener < at < closer for opener, closer in blocks):
             return True
     return False
+
+
+def _import_blocks(source: bytes) -> list[tuple[int, int]]:
+    """The spans of ``from x import (...)``, which may cover several lines."""
+    blocks = []
+    opener = source.find(b"import (")
+    while opener != -1:
+        closer = source.find(b")", opener)
+        closer = len(source) if closer == -1 else closer
+        blocks.append((opener, closer))
+        opener = source.find(b"import (", closer)
+    return blocks
 
 
 def _files_for(name: str, test_files: Mapping[str, str]) -> Iterator[str]:
