@@ -102,6 +102,9 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
                            broken=broken, verified=True, rolled_back=True)
         txn.commit(_payload(the_plan, removed, made, options, digest=_sha256),
                    lambda payload: condameta.apply(root, payload))
+        if options.verify and modules:
+            notes += (f"verified: the {len(modules)} top-level modules that imported "
+                      "before the shrink still import",)
         return _report(the_plan, removed, problems, dry_run=False,
                        stripped=strip_phase.with_replaced(made) if options.strips() else None,
                        notes=notes, verified=options.verify,

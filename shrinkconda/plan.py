@@ -70,7 +70,7 @@ def plan(scan: Scan, strategies: Sequence[Strategy], keep: Iterable[str] = ()) -
     for strategy in strategies:
         choices = list(strategy.select(scan))
         for choice in choices:
-            if isinstance(choice, Keep):
+            if isinstance(choice, Keep) and not claimed[choice.index]:
                 _mark(scan, protected, choice.index)
                 kept.append(Kept(scan.paths[choice.index], choice.reason))
         indices = array("i")

@@ -126,3 +126,11 @@ def test_environment_still_works_after_every_strategy(prefix: Path) -> None:
     )
     result = prefix_python(prefix, checks)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_keep_cannot_spare_what_an_earlier_strategy_took(prefix: Path) -> None:
+    # bytecode keeps the sourceless old.pyc, but its copy in pkgs/ goes with the cache.
+    the_plan = plan(scan(prefix), BUILTIN)
+    kept = [k.path for k in the_plan.kept]
+    assert f"{SITE}/demopkg/old.pyc" in kept
+    assert not [k for k in kept if k.startswith("pkgs/")]
