@@ -24,6 +24,7 @@ Results go to ``--out`` (JSON) and stdout (markdown tables).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -42,7 +43,9 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from fixtures.install import copy_tree
 
-SHRINKCONDA = str(Path(sys.executable).parent / "shrinkconda")
+SHRINKCONDA = (sys.executable, "-m", "shrinkconda")
+#: PYTHONPATH of the shrinkconda snapshot being measured (see :func:`use_shrinkconda`).
+_SNAPSHOT_ENV: dict[str, str] = {}
 ENVCHECK = REPO_ROOT / "fixtures" / "envcheck.py"
 WORKDIR = Path(os.environ.get("SHRINKCONDA_BENCH_DIR", "/tmp/shrinkconda-bench"))
 MIB = 1024 * 1024
@@ -102,6 +105,8 @@ class Contender:
     """What the table calls it."""
     argv: tuple[str, ...]
     """The command; ``{P}`` stands for the prefix copy."""
+    shrinkconda: bool = False
+    """Runs shrinkconda: gets the snapshot's ``PYTHONPATH``."""
 
     def command(self, prefix: Path) -> list[str]:
         return [a.replace("{P}", str(prefix)) for a in self.argv]
@@ -120,18 +125,54 @@ def contenders() -> list[Contender]:
         Contender("tuned-safe", "tuned shell, *.libs/ not stripped",
                   (*shell, TUNED.replace("STRIP_FILTER", r"-not -path '*.libs/*'"))),
         Contender("shrinkconda", "shrinkconda shrink -y (default)",
-                  (SHRINKCONDA, "shrink", "-y", "--json", "{P}")),
+                  (*SHRINKCONDA, "shrink", "-y", "--json", "{P}"), shrinkconda=True),
     ]
     if "--no-verify" in _shrink_help():
         found.append(Contender("shrinkconda-no-verify", "shrinkconda shrink -y --no-verify",
-                               (SHRINKCONDA, "shrink", "-y", "--no-verify", "--json", "{P}")))
+                               (*SHRINKCONDA, "shrink", "-y", "--no-verify", "--json", "{P}"),
+                               shrinkconda=True))
     return found
 
 
 def _shrink_help() -> str:
-    done = subprocess.run([SHRINKCONDA, "shrink", "--help"], capture_output=True, text=True,
-                          check=False)
+    done = subprocess.run([*SHRINKCONDA, "shrink", "--help"], capture_output=True, text=True,
+                          check=False, env=shrinkconda_env())
     return done.stdout
+
+
+def use_shrinkconda(mode: str, workdir: Path) -> dict[str, Any]:
+    """Pin the shrinkconda every run of this benchmark measures.
+
+    Others edit the working tree while a benchmark runs; a snapshot keeps all runs on one
+    version. ``worktree`` copies ``shrinkconda/`` as it is now, ``head`` takes the last
+    commit's, ``live`` runs whatever the editable install finds at each call.
+    """
+    state = {"mode": mode, **_tree_state()}
+    if mode == "live":
+        return state
+    snap = workdir / "snapshots" / time.strftime("%Y%m%d-%H%M%S")
+    snap.mkdir(parents=True, exist_ok=True)
+    if mode == "head":
+        archive = subprocess.run(["git", "archive", "HEAD", "shrinkconda"], cwd=REPO_ROOT,
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(snap)], input=archive, check=True)
+    else:
+        shutil.copytree(REPO_ROOT / "shrinkconda", snap / "shrinkconda",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    _SNAPSHOT_ENV["PYTHONPATH"] = str(snap)
+    state["snapshot"] = str(snap)
+    check = subprocess.run([*SHRINKCONDA, "shrink", "--help"], capture_output=True, text=True,
+                           check=False, env=shrinkconda_env())
+    if check.returncode != 0:
+        raise SystemExit(f"the shrinkconda snapshot in {snap} does not run (a half-done edit "
+                         f"in the working tree?); retry, or pass --shrinkconda head:\n"
+                         f"{check.stderr[-800:]}")
+    return state
+
+
+def shrinkconda_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment shrinkconda runs in: clean, plus the snapshot's ``PYTHONPATH``."""
+    return {**CLEAN_ENV, **_SNAPSHOT_ENV, **(extra or {})}
 
 
 # ---------------------------------------------------------------------------- measuring
@@ -241,7 +282,7 @@ def shrink_bench(args: argparse.Namespace) -> dict[str, Any]:
             runs.append(_one_shrink(contender, rep, template, work, base_json, base))
             _progress(runs[-1])
     return {"kind": "shrink", "prefix": str(template), "size_before": size_before,
-            "reps": args.reps, "machine": _machine(), "shrinkconda": _tree_state(),
+            "reps": args.reps, "machine": _machine(), "shrinkconda": args.shrinkconda_state,
             "untouched_check": {k: base[k] for k in ("distributions", "functional")}
             | {"modules_importable": sum(v == "ok" for v in base["modules"].values())},
             "contenders": [{"name": c.name, "label": c.label, "argv": list(c.argv)}
@@ -257,7 +298,9 @@ def _one_shrink(contender: Contender, rep: int, template: Path, work: Path, base
     copy_tree(template, copy)
     subprocess.run(["sync"], check=True)  # no writeback of the copy during the timed run
     before = du_bytes(copy)
-    result = timed(contender.command(copy), env={**CLEAN_ENV, "P": str(copy)})
+    env = {**CLEAN_ENV, "P": str(copy)}
+    result = timed(contender.command(copy),
+                   env=shrinkconda_env(env) if contender.shrinkconda else env)
     after = du_bytes(copy)
     check = run_envcheck(copy, work / f"envcheck-{contender.name}-{rep}.json", base_json)
     run: dict[str, Any] = {
@@ -350,24 +393,30 @@ def _works_cell(verdicts: list[dict[str, Any]]) -> str:
 
 
 def failure_notes(results: dict[str, Any]) -> str:
-    """One paragraph per contender that broke something: what, with the first error."""
+    """Per broken contender: each distinct root cause, and what it took down."""
     notes = []
     for contender in results["contenders"]:
         runs = [r for r in results["runs"] if r["contender"] == contender["name"]]
         if not runs:
             continue
         v = runs[0]["verdict"]
-        problems = []
+        causes: dict[str, list[str]] = {}
         if "python" in v:
-            problems.append(f"python: {v['python']}")
+            causes.setdefault(v["python"], []).append("python itself")
         else:
-            problems += [f"{k}: {e}" for k, e in v["functional"].items()]
-            problems += [f"import {k}: {e}" for k, e in v["top_level"].items()]
-            problems += [f"console script {k}: {e}" for k, e in v["console_scripts"].items()]
-            problems += [f"{k}: {e}" for k, e in list(v["modules_failing"].items())[:5]]
-        if problems:
-            notes.append(f"- **{contender['label']}**\n" + "\n".join(
-                f"  - `{p[:220]}`" for p in problems[:10]))
+            for group, failures in (("functional", v["functional"]),
+                                    ("import", v["top_level"]),
+                                    ("console script", v["console_scripts"]),
+                                    ("module", v["modules_failing"])):
+                for name, error in failures.items():
+                    cause = error.split(" (raised as:")[0]
+                    causes.setdefault(cause, []).append(f"{group} {name}")
+        if causes:
+            lines = [f"- **{contender['label']}**"]
+            for cause, hit in sorted(causes.items(), key=lambda kv: -len(kv[1])):
+                shown = ", ".join(hit[:6]) + (f" and {len(hit) - 6} more" if len(hit) > 6 else "")
+                lines.append(f"  - `{cause[:200]}`: {shown}")
+            notes.append("\n".join(lines))
     return "\n".join(notes)
 
 
@@ -382,13 +431,14 @@ def audit_bench(args: argparse.Namespace) -> dict[str, Any]:
     for size in args.sizes:
         prefix, info = ensure_synth(synth_dir, size, elf_from, args.regenerate)
         find_cmd = ["find", str(prefix), "-printf", r"%s %i %n\n"]
-        audit_cmd = [SHRINKCONDA, "audit", str(prefix)]
+        audit_cmd = [*SHRINKCONDA, "audit", str(prefix)]
         timed(find_cmd, stdout_to_null=True)  # warm the dentry and inode caches for both
         runs: dict[str, list[Timed]] = {"find": [], "audit": []}
         for rep in range(args.reps):
             pair = [("find", find_cmd), ("audit", audit_cmd)]
             for name, cmd in pair if rep % 2 == 0 else pair[::-1]:
-                result = timed(cmd, stdout_to_null=True)
+                result = timed(cmd, stdout_to_null=True,
+                               env=shrinkconda_env() if name == "audit" else None)
                 if result.returncode != 0:
                     raise SystemExit(f"{name} failed on {prefix}: {result.stderr[-500:]}")
                 runs[name].append(result)
@@ -404,7 +454,7 @@ def audit_bench(args: argparse.Namespace) -> dict[str, Any]:
               f"{point['audit']['wall']:.2f} s, audit rss {point['audit']['maxrss'] / MIB:.0f} "
               "MiB", file=sys.stderr)
     return {"kind": "audit", "reps": args.reps, "machine": _machine(),
-            "shrinkconda": _tree_state(), "points": points}
+            "shrinkconda": args.shrinkconda_state, "points": points}
 
 
 def ensure_synth(synth_dir: Path, size: int, elf_from: Path,
@@ -463,7 +513,7 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "shrinkconda",
            args.action, *(["-y"] if args.action == "shrink" else []), "-q", str(target),
            *args.extra]
-    result = timed(cmd, env={**CLEAN_ENV, "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"})
+    result = timed(cmd, env=shrinkconda_env())
     if args.action == "shrink":
         shutil.rmtree(target)
     stats = pstats.Stats(str(out))
@@ -488,8 +538,10 @@ def _tree_state() -> dict[str, Any]:
     def git(*a: str) -> str:
         return subprocess.run(["git", *a], cwd=REPO_ROOT, capture_output=True, text=True,
                               check=False).stdout.strip()
+    diff = git("diff", "HEAD", "--", "shrinkconda")
     return {"commit": git("rev-parse", "--short", "HEAD"),
-            "uncommitted": git("status", "--porcelain", "--", "shrinkconda").splitlines()}
+            "uncommitted": git("status", "--porcelain", "--", "shrinkconda").splitlines(),
+            "diff_sha256": hashlib.sha256(diff.encode()).hexdigest()[:12] if diff else None}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -497,6 +549,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=WORKDIR,
                         help=f"copies and results go here (default {WORKDIR})")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--shrinkconda", choices=("worktree", "head", "live"),
+                        default="worktree",
+                        help="measure a snapshot of the working tree's shrinkconda/ taken at "
+                             "start (default), of the last commit's, or whatever is live")
     parser.add_argument("--prefix", type=Path, default=None,
                         help="the realistic prefix (default WORKDIR/realistic; built if missing)")
     sub = parser.add_subparsers(dest="kind", required=True)
@@ -519,6 +575,7 @@ def main(argv: list[str] | None = None) -> int:
     prof.add_argument("extra", nargs="*", help="more shrinkconda options, after --")
     args = parser.parse_args(argv)
     args.prefix = args.prefix or args.workdir / "realistic"
+    args.shrinkconda_state = use_shrinkconda(args.shrinkconda, args.workdir.resolve())
     if args.kind == "audit":
         args.synth_dir = args.synth_dir or args.workdir
 
