@@ -236,7 +236,8 @@ def _report(the_plan: Plan, removed: bytearray, problems: list[Problem], dry_run
         lines += (Line("conda-meta", _metadata_saving(ledger, the_plan.scan, metadata)),)
     if rolled_back:
         notes += (("rolled back: the shrink broke what worked before, so every change was "
-                  "undone and the prefix is as it was"),)
+                   "undone and the prefix is as it was; spare what the broken code needs "
+                   "with --keep GLOB, or --skip the strategy that removed it"),)
     return Report(
         prefix=str(the_plan.scan.prefix),
         dry_run=dry_run,
