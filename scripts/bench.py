@@ -3,7 +3,7 @@
 
     .venv/bin/python scripts/bench.py shrink [--prefix P] [--reps 3]
     .venv/bin/python scripts/bench.py audit [--sizes 10000 100000 1000000] [--reps 3]
-    .venv/bin/python scripts/bench.py profile audit|shrink PREFIX
+    .venv/bin/python scripts/bench.py profile audit|shrink PREFIX [--args='--no-verify']
 
 ``shrink``: each contender runs on its own fresh ``cp -a`` copy of the realistic prefix
 (built by ``build_realistic_env.py`` if missing), contenders alternating within each
@@ -27,6 +27,7 @@ import argparse
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -512,7 +513,7 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
         subprocess.run(["sync"], check=True)
     cmd = [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "shrinkconda",
            args.action, *(["-y"] if args.action == "shrink" else []), "-q", str(target),
-           *args.extra]
+           *shlex.split(args.args)]
     result = timed(cmd, env=shrinkconda_env())
     if args.action == "shrink":
         shutil.rmtree(target)
@@ -572,7 +573,8 @@ def main(argv: list[str] | None = None) -> int:
     prof.add_argument("action", choices=("audit", "shrink"))
     prof.add_argument("target", type=Path, help="the prefix (shrink works on a copy)")
     prof.add_argument("--top", type=int, default=25)
-    prof.add_argument("extra", nargs="*", help="more shrinkconda options, after --")
+    prof.add_argument("--args", default="", metavar="OPTIONS",
+                      help="more shrinkconda options, one string: --args='--no-verify'")
     args = parser.parse_args(argv)
     args.prefix = args.prefix or args.workdir / "realistic"
     args.shrinkconda_state = use_shrinkconda(args.shrinkconda, args.workdir.resolve())
