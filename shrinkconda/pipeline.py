@@ -7,6 +7,7 @@ import hashlib
 import os
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -78,22 +79,31 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
     before no longer does, everything goes back and the report says what broke.
     """
     root = check_prefix(prefix)
-    with transaction.locked(root):
+    with transaction.locked(root), ThreadPoolExecutor(max_workers=1) as background, \
+            verify.ImportCheck(root, options.jobs or 2) as imports:
         notes = _recover(root)
+        # What imports before the shrink is asked of the env's own python (subprocesses)
+        # while this process scans, plans and strips: nothing changes until staging.
+        importable = background.submit(_importable, imports, options)
         the_plan, problems = _plan(root, options, progress)
         scan_ = the_plan.scan
-        modules, verify_notes = _importable(root, options)
-        notes += verify_notes
         removed = the_plan.removed()
         txn = transaction.Transaction(root)
         made, strip_phase = _make_stripped(scan_, removed, options, progress, txn)
+        modules, verify_notes = importable.result()
+        notes += verify_notes
         steps = [transaction.Step(scan_.paths[i], f"r{n}") for n, i in enumerate(the_plan.roots())]
         steps += [transaction.Step(scan_.paths[m.index], f"s{n}", os.path.relpath(m.temp, root))
                   for n, m in enumerate(made)]
         failed = txn.stage(steps, strip_phase.temp_dirs)
         problems += transaction.problems_for(failed)
         removed, made = _without_failed(scan_, removed, made, failed)
-        broken = _check(root, modules, options)
+        if options.verify:
+            for step in steps:
+                staged = txn.staging / step.staged
+                if step.path.endswith("/__pycache__") and step.staged and staged.is_dir():
+                    imports.reuse_bytecode(staged, root / os.path.dirname(step.path))
+        broken = _check(imports, modules, options)
         if broken:
             txn.rollback()
             return _report(the_plan, bytearray(len(scan_)), problems, dry_run=False,
@@ -103,8 +113,8 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
         txn.commit(_payload(the_plan, removed, made, options, digest=_sha256),
                    lambda payload: condameta.apply(root, payload))
         if options.verify and modules:
-            notes += (f"verified: the {len(modules)} top-level modules that imported "
-                      "before the shrink still import",)
+            notes += ((f"verified: the {len(modules)} top-level modules that imported "
+                       "before the shrink still import"),)
         return _report(the_plan, removed, problems, dry_run=False,
                        stripped=strip_phase.with_replaced(made) if options.strips() else None,
                        notes=notes, verified=options.verify,
@@ -129,23 +139,25 @@ def _plan(root: Path, options: Options, progress: StageProgress) -> tuple[Plan, 
     return plan(the_scan, chosen, options.keep), [*plugin_problems, *the_scan.problems]
 
 
-def _importable(root: Path, options: Options) -> tuple[list[str], tuple[str, ...]]:
+def _importable(imports: verify.ImportCheck,
+                options: Options) -> tuple[list[str], tuple[str, ...]]:
     """The top-level modules that import before the shrink: the ones it must keep."""
     if not options.verify:
         return [], ()
-    if verify.python_of(root) is None:
+    if verify.python_of(imports.prefix) is None:
         return [], ("the prefix has no bin/python: imports were not verified",)
-    modules = verify.top_level_modules(root)
-    failing = verify.failing_imports(root, modules, jobs=options.jobs or 2)
+    modules = verify.top_level_modules(imports.prefix)
+    failing = imports.failing(modules)
     return [m for m in modules if m not in failing], ()
 
 
-def _check(root: Path, modules: list[str], options: Options) -> tuple[Broken, ...]:
+def _check(imports: verify.ImportCheck, modules: list[str],
+           options: Options) -> tuple[Broken, ...]:
     if not options.verify:
         return ()
-    imports = verify.failing_imports(root, modules, jobs=options.jobs or 2)
-    commands = verify.failing_commands(root, options.verify_commands)
-    return tuple([Broken(m, "import", e) for m, e in sorted(imports.items())]
+    failing = imports.failing(modules, after=True)
+    commands = verify.failing_commands(imports.prefix, options.verify_commands)
+    return tuple([Broken(m, "import", e) for m, e in sorted(failing.items())]
                  + [Broken(c, "command", e) for c, e in commands.items()])
 
 
