@@ -294,13 +294,13 @@ def _predict_strip(scan_: Scan, removed: bytearray, options: Options,
     if mode is None or not options.strips():
         return None
     chosen = strip.candidates(scan_, removed)
-    predicted, problems = strip.predict(scan_, chosen.indices, mode, options.jobs,
+    predicted, problems = strip.predict(scan_, chosen.indices, mode,
                                         _stage(progress, STRIP))
     try:
         strip.find_tool()
     except strip.StripToolMissing as exc:
         problems.append(Problem("", str(exc)))
-    return _StripPhase(predicted, problems, _strip_notes(scan_, chosen, mode, options.jobs))
+    return _StripPhase(predicted, problems, _strip_notes(scan_, chosen, mode))
 
 
 def _make_stripped(scan_: Scan, removed: bytearray, options: Options, progress: StageProgress,
@@ -309,7 +309,7 @@ def _make_stripped(scan_: Scan, removed: bytearray, options: Options, progress: 
     if mode is None or not options.strips():
         return [], _StripPhase((), [], ())
     chosen = strip.candidates(scan_, removed)
-    notes = _strip_notes(scan_, chosen, mode, options.jobs)
+    notes = _strip_notes(scan_, chosen, mode)
     dirs = tuple(sorted({os.path.dirname(scan_.paths[i]) for i in chosen.indices}))
     txn.prepare(dirs)
     try:
@@ -320,9 +320,8 @@ def _make_stripped(scan_: Scan, removed: bytearray, options: Options, progress: 
     return list(made), _StripPhase((), problems, notes, dirs)
 
 
-def _strip_notes(scan_: Scan, chosen: strip.Candidates, mode: str,
-                 jobs: int | None) -> tuple[str, ...]:
-    linked = strip.strippable(scan_, chosen.linked_inside, mode, jobs)
+def _strip_notes(scan_: Scan, chosen: strip.Candidates, mode: str) -> tuple[str, ...]:
+    linked = strip.strippable(scan_, chosen.linked_inside, mode)
     return (strip.linked_inside_note(len(linked)),) if linked else ()
 
 

@@ -91,7 +91,7 @@ def candidates(scan: Scan, removed: bytearray) -> Candidates:
     return Candidates(tuple(chosen), tuple(linked))
 
 
-def predict(scan: Scan, indices: Iterable[int], mode: str, jobs: int | None = None,
+def predict(scan: Scan, indices: Iterable[int], mode: str,
             progress: Progress = None) -> tuple[list[Replacement], list[Problem]]:
     """What stripping the files at ``indices`` would leave, from their headers; no strip runs.
 
@@ -117,11 +117,10 @@ def predict(scan: Scan, indices: Iterable[int], mode: str, jobs: int | None = No
             return None  # as make_stripped does with a copy that is not smaller
         return Replacement(index, size, -(-size // _BLOCK) * _BLOCK)
 
-    return _collect(_parallel(one, indices, jobs, progress))
+    return _collect(_serial(one, indices, progress))
 
 
-def strippable(scan: Scan, indices: Iterable[int], mode: str, jobs: int | None = None
-               ) -> list[int]:
+def strippable(scan: Scan, indices: Iterable[int], mode: str) -> list[int]:
     """Those of ``indices`` that have something to remove for ``mode``, from their headers."""
     _check_mode(mode)
 
@@ -132,7 +131,7 @@ def strippable(scan: Scan, indices: Iterable[int], mode: str, jobs: int | None =
             return None
         return index if removed else None
 
-    return sorted(i for i in _parallel(one, indices, jobs, None) if i is not None)
+    return sorted(i for i in _serial(one, indices, None) if i is not None)
 
 
 def make_stripped(scan: Scan, indices: Iterable[int], mode: str, jobs: int | None = None,
@@ -280,6 +279,17 @@ def _why(exc: Exception) -> str:
 def _check_mode(mode: str) -> None:
     if mode not in FLAGS:
         raise ShrinkError(f"unknown strip mode {mode!r}; use one of {', '.join(FLAGS)}")
+
+
+def _serial(work: Callable[[T], R], items: Iterable[T], progress: Progress) -> list[R]:
+    """``work`` over ``items`` here: header reads are pure Python, and threads would only
+    contend for the GIL (they made the audit's prediction 2.5 times slower)."""
+    results = []
+    for item in items:
+        results.append(work(item))
+        if progress is not None:
+            progress(1)
+    return results
 
 
 def _parallel(work: Callable[[T], R], items: Iterable[T], jobs: int | None,

@@ -83,7 +83,7 @@ class ImportCheck:
         self._workdir = tempfile.mkdtemp(prefix="shrinkconda-verify-")
         self._cache = os.path.join(self._workdir, "pycache")
 
-    def __enter__(self) -> ImportCheck:
+    def __enter__(self) -> ImportCheck:  # noqa: PYI034 (typing.Self needs 3.11)
         return self
 
     def __exit__(self, *exc: object) -> None:
