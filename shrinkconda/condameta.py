@@ -82,8 +82,12 @@ def _under(path: str, roots: set[str]) -> bool:
     """``path`` is a removed root or lies below one."""
     if path in roots:
         return True
-    parts = path.split("/")
-    return any("/".join(parts[:n]) in roots for n in range(1, len(parts)))
+    cut = path.rfind("/")
+    while cut > 0:  # each ancestor, deepest first; runs for every path of every record
+        if path[:cut] in roots:
+            return True
+        cut = path.rfind("/", 0, cut)
+    return False
 
 
 def _append_history(history: Path, payload: dict[str, Any]) -> None:
