@@ -89,14 +89,23 @@ class Scan:
         self.inos = array("Q")
         self.nlinks = array("I")
         self.modes = array("I")
-        self.owners = array("i")
-        """Index into :attr:`owner_names`, or -1 for files no package owns."""
+        self._owners: array[int] | None = None
         self.magic = array("b")
         self.parents = array("i")
         self.ends = array("i")
         self.owner_names: list[str] = []
-        """Names of the ``conda-meta`` records (``name-version-build``)."""
+        """Names of the readable ``conda-meta`` records (``name-version-build``)."""
         self.problems: list[Problem] = []
+
+    @property
+    def owners(self) -> array[int]:
+        """Per entry, the index into :attr:`owner_names` of the package that installed
+        it, or -1. Worked out on first use: no strategy needs it, and mapping a million
+        paths from ``conda-meta`` costs a dict as large as the scan itself."""
+        if self._owners is None:
+            by_path = _record_files(self.prefix, self.owner_names)
+            self._owners = array("i", (by_path.get(p, -1) for p in self.paths))
+        return self._owners
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -171,15 +180,15 @@ def scan(path: str | os.PathLike[str], progress: Progress = None) -> Scan:
     """Walk the prefix at ``path`` once, never following symlinks or crossing mounts."""
     prefix = check_prefix(path)
     result = Scan(prefix)
-    owners = _read_owners(prefix, result)
+    _check_records(prefix, result)
     root = os.lstat(prefix)
-    _append(result, "", -1, root, DIR, MAGIC_NONE, -1)
-    _walk(result, prefix, root.st_dev, owners, progress)
+    _append(result, "", -1, root, DIR, MAGIC_NONE)
+    _walk(result, prefix, root.st_dev, progress)
     return result
 
 
 def _walk(
-    result: Scan, prefix: Path, root_dev: int, owners: dict[str, int], progress: Progress
+    result: Scan, prefix: Path, root_dev: int, progress: Progress
 ) -> None:
     """Fill ``result`` in depth-first pre-order; subtrees end up contiguous.
 
@@ -190,9 +199,9 @@ def _walk(
     add_path, add_kind, add_size = paths.append, result.kinds.append, result.sizes.append
     add_allocated, add_dev = result.allocated.append, result.devs.append
     add_ino, add_nlink, add_mode = result.inos.append, result.nlinks.append, result.modes.append
-    add_owner, add_magic = result.owners.append, result.magic.append
+    add_magic = result.magic.append
     add_parent, add_end = result.parents.append, result.ends.append
-    take_owner, ends = owners.pop, result.ends  # pop: free each path string once matched
+    ends = result.ends
     stack: list[tuple[Iterator[os.DirEntry[str]], int, str]] = []
     listing = _list_dir(result, str(prefix), "")
     stack.append((iter(listing or []), 0, ""))
@@ -234,7 +243,6 @@ def _walk(
             add_ino(st.st_ino)
             add_nlink(st.st_nlink)
             add_mode(mode)
-            add_owner(take_owner(relpath, -1))
             add_magic(magic)
             add_parent(parent)
             add_end(index + 1)
@@ -276,7 +284,7 @@ def _magic(path: str) -> int:
 
 
 def _append(
-    result: Scan, relpath: str, parent: int, st: os.stat_result, kind: int, magic: int, owner: int
+    result: Scan, relpath: str, parent: int, st: os.stat_result, kind: int, magic: int
 ) -> None:
     result.paths.append(relpath)
     result.kinds.append(kind)
@@ -286,26 +294,37 @@ def _append(
     result.inos.append(st.st_ino)
     result.nlinks.append(st.st_nlink)
     result.modes.append(st.st_mode)
-    result.owners.append(owner)
     result.magic.append(magic)
     result.parents.append(parent)
     result.ends.append(len(result.paths))
 
 
-def _read_owners(prefix: Path, result: Scan) -> dict[str, int]:
-    """Map each path listed in ``conda-meta/*.json`` to the index of its record's name."""
-    owners: dict[str, int] = {}
+def _check_records(prefix: Path, result: Scan) -> None:
+    """Name the readable ``conda-meta`` records; report the others, whose files will
+    count as unowned."""
     for record in sorted((prefix / "conda-meta").glob("*.json")):
         try:
-            files = json.loads(record.read_bytes()).get("files", [])
-        except (OSError, ValueError, AttributeError) as exc:
-            result.problems.append(
-                Problem(f"conda-meta/{record.name}", f"unreadable package record, its files "
-                        f"are treated as unowned: {exc}")
-            )
+            doc = json.loads(record.read_bytes())
+            why = "" if isinstance(doc, dict) and isinstance(doc.get("files", []), list) \
+                else "not a package record"
+        except (OSError, ValueError) as exc:
+            why = str(exc)
+        if why:
+            result.problems.append(Problem(
+                f"conda-meta/{record.name}",
+                f"unreadable package record, its files are treated as unowned: {why}"))
             continue
-        owner = len(result.owner_names)
         result.owner_names.append(record.stem)
+
+
+def _record_files(prefix: Path, names: list[str]) -> dict[str, int]:
+    """Each path the named records list, mapped to the record's index in ``names``."""
+    owners: dict[str, int] = {}
+    for owner, name in enumerate(names):
+        try:
+            files = json.loads((prefix / "conda-meta" / f"{name}.json").read_bytes())["files"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # changed since the scan: its files count as unowned
         for relpath in files:
             if isinstance(relpath, str):
                 owners[relpath] = owner
