@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,24 +16,23 @@ and rattler read every ``conda-meta/*.json`` as a package record."""
 def apply(prefix: Path, payload: dict[str, Any]) -> None:
     """Drop removed paths from the records, refresh stripped files' size and sha256,
     and append the shrink to the history. Idempotent, so recovery may run it again."""
-    for record, text in updated_records(prefix, payload).items():
+    for record, text in updated_records(prefix, payload):
         _write_atomically(record, text)
     _append_history(prefix / "conda-meta" / HISTORY, payload)
 
 
-def updated_records(prefix: Path, payload: dict[str, Any]) -> dict[Path, str]:
-    """The new text of every record the shrink changes; nothing is written."""
+def updated_records(prefix: Path, payload: dict[str, Any]) -> Iterator[tuple[Path, str]]:
+    """The new text of each record the shrink changes, one at a time (a large env's
+    records add up to hundreds of megabytes); nothing is written."""
     roots = {root for paths in payload["removed"].values() for root in paths}
     stripped: dict[str, list[Any]] = payload["stripped"]
-    texts = {}
     for record in sorted((prefix / "conda-meta").glob("*.json")):
         try:
             doc = json.loads(record.read_bytes())
         except (OSError, ValueError):
             continue  # reported by the scan; not ours to repair
         if isinstance(doc, dict) and _update(doc, roots, stripped):
-            texts[record] = _dumps(doc)
-    return texts
+            yield record, _dumps(doc)
 
 
 def _dumps(doc: dict[str, Any]) -> str:

@@ -211,7 +211,7 @@ def _sha256(path: Path) -> str:
 def _predict_metadata(root: Path, payload: dict[str, Any]) -> list[tuple[str, int, int]]:
     """New sizes of the ``conda-meta`` files a commit would write."""
     sizes = [(f"conda-meta/{path.name}", len(text.encode()))
-             for path, text in condameta.updated_records(root, payload).items()]
+             for path, text in condameta.updated_records(root, payload)]
     history = root / "conda-meta" / condameta.HISTORY
     old = history.stat().st_size if history.exists() else 0
     sizes.append((f"conda-meta/{condameta.HISTORY}",
