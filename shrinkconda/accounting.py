@@ -31,6 +31,11 @@ class Saving:
         )
 
 
+_ONE_LINK = (1 << 24) + 1
+"""One more link inside the prefix, not yet removed (no filesystem allows 2**24)."""
+_REMAINING = (1 << 24) - 1
+
+
 class Ledger:
     """The prefix's ``du -sb`` and ``du -s`` totals, updated as entries leave it.
 
@@ -41,8 +46,11 @@ class Ledger:
 
     def __init__(self, scan: Scan) -> None:
         self._scan = scan
+        self._root_dev = scan.devs[0]
         self._links: dict[int, int] = {}
-        """Inode key -> (links inside the prefix << 32) | links not yet removed."""
+        """Inode key -> (links inside the prefix << 24) | links not yet removed. Packed
+        into one small int, as the keys are: half a million hard-linked files is
+        common in a base install, and each byte here is half a megabyte there."""
         size = allocated = 0
         kinds, nlinks, sizes, blocks = scan.kinds, scan.nlinks, scan.sizes, scan.allocated
         for index in range(len(scan)):
@@ -50,9 +58,9 @@ class Ledger:
                 key = self._key(index)
                 count = self._links.get(key)
                 if count is not None:
-                    self._links[key] = count + (1 << 32) + 1
+                    self._links[key] = count + _ONE_LINK
                     continue
-                self._links[key] = (1 << 32) + 1
+                self._links[key] = _ONE_LINK
             size += sizes[index]
             allocated += blocks[index]
         self.size_before = self.size = size
@@ -61,7 +69,9 @@ class Ledger:
         """Allocated bytes, before and now."""
 
     def _key(self, index: int) -> int:
-        return (self._scan.devs[index] << 64) | self._scan.inos[index]
+        dev = self._scan.devs[index]
+        ino = self._scan.inos[index]
+        return ino if dev == self._root_dev else ((dev + 1) << 64) | ino
 
     def remove(self, indices: Iterable[int]) -> Saving:
         """Account for removing the entries at ``indices`` (each at most once)."""
@@ -75,7 +85,7 @@ class Ledger:
                 key = self._key(index)
                 count = self._links[key] - 1
                 self._links[key] = count
-                remaining, inside = count & 0xFFFFFFFF, count >> 32
+                remaining, inside = count & _REMAINING, count >> 24
                 if remaining:
                     continue
                 if nlinks[index] > inside:
