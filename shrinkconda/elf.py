@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from shrinkconda.errors import ShrinkError
+from shrinkconda.errors import ElfError
 
 #: What ``strip`` is asked to remove, as users type it.
 MODES = ("debug", "unneeded", "all")
@@ -42,10 +42,6 @@ _FORMATS = {
     1: ("HHIIIIIHHHHHH", "IIIIIIII", "IIIIIIIIII"),
     2: ("HHIQQQIHHHHHH", "IIQQQQQQ", "IIQQQQIIQQ"),
 }
-
-
-class ElfError(ShrinkError):
-    """A file is not a well-formed ELF object (truncated, corrupt, or not ELF at all)."""
 
 
 @dataclass(frozen=True)

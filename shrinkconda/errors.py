@@ -17,3 +17,11 @@ class StrategyError(ShrinkError):
 
 class UnknownStrategyError(StrategyError):
     """``--only``/``--skip`` named a strategy that does not exist: a usage error."""
+
+
+class ElfError(ShrinkError):
+    """A file is not a well-formed ELF object (truncated, corrupt, or not ELF at all)."""
+
+
+class StripToolMissing(ShrinkError):
+    """The ``strip`` program (GNU binutils) is not installed or not on ``PATH``."""

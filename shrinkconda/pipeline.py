@@ -14,6 +14,7 @@ from typing import Any, Callable, Optional
 
 from shrinkconda import __version__, condameta, strategies, strip, transaction, verify
 from shrinkconda.accounting import Ledger, Saving
+from shrinkconda.errors import StripToolMissing
 from shrinkconda.plan import Plan, plan
 from shrinkconda.report import Broken, Line, Report
 from shrinkconda.scan import Problem, Scan, check_prefix, scan
@@ -298,7 +299,7 @@ def _predict_strip(scan_: Scan, removed: bytearray, options: Options,
                                         _stage(progress, STRIP))
     try:
         strip.find_tool()
-    except strip.StripToolMissing as exc:
+    except StripToolMissing as exc:
         problems.append(Problem("", str(exc)))
     return _StripPhase(predicted, problems, _strip_notes(scan_, chosen, mode))
 
@@ -315,7 +316,7 @@ def _make_stripped(scan_: Scan, removed: bytearray, options: Options, progress: 
     try:
         made, problems = strip.make_stripped(scan_, chosen.indices, mode, options.jobs,
                                              progress=_stage(progress, STRIP))
-    except strip.StripToolMissing as exc:
+    except StripToolMissing as exc:
         return [], _StripPhase((), [Problem("", str(exc))], notes, dirs)
     return list(made), _StripPhase((), problems, notes, dirs)
 

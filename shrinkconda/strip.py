@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Callable, TypeVar
 
 from shrinkconda import elf
-from shrinkconda.errors import ShrinkError
+from shrinkconda.errors import ElfError, ShrinkError, StripToolMissing
 from shrinkconda.scan import FILE, MAGIC_ELF, Problem, Progress, Scan
 
 #: The ``strip`` option for each mode.
@@ -35,10 +35,6 @@ _EMPTY_LOAD = ("a load segment holds no section (patchelf leaves these); GNU str
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-class StripToolMissing(ShrinkError):
-    """The ``strip`` program (GNU binutils) is not installed or not on ``PATH``."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +107,7 @@ def predict(scan: Scan, indices: Iterable[int], mode: str,
                 return Problem(scan.paths[index], f"probably not strippable: {_EMPTY_LOAD}")
             size = elf.predicted_size(header, removed,
                                       elf.dropped_symbol_bytes(path, header, removed))
-        except (OSError, elf.ElfError) as exc:
+        except (OSError, ElfError) as exc:
             return Problem(scan.paths[index], f"not stripped: {_why(exc)}")
         if size >= header.file_size:
             return None  # as make_stripped does with a copy that is not smaller
@@ -127,7 +123,7 @@ def strippable(scan: Scan, indices: Iterable[int], mode: str) -> list[int]:
     def one(index: int) -> int | None:
         try:
             _, removed = _removable(os.path.join(scan.prefix, scan.paths[index]), mode)
-        except (OSError, elf.ElfError):
+        except (OSError, ElfError):
             return None
         return index if removed else None
 
@@ -151,7 +147,7 @@ def make_stripped(scan: Scan, indices: Iterable[int], mode: str, jobs: int | Non
     def one(index: int) -> Replacement | Problem | None:
         try:
             result = _strip_one(scan, index, mode, program)
-        except (OSError, elf.ElfError) as exc:
+        except (OSError, ElfError) as exc:
             return Problem(scan.paths[index], f"not stripped: {_why(exc)}")
         if isinstance(result, Replacement):
             written.append(result)
