@@ -203,15 +203,14 @@ def _walk(
     add_parent, add_end = result.parents.append, result.ends.append
     ends = result.ends
     stack: list[tuple[Iterator[os.DirEntry[str]], int, str]] = []
-    listing = _list_dir(result, str(prefix), "")
-    stack.append((iter(listing or []), 0, ""))
+    # A transaction's own state is handled before any scan and is never an entry.
+    listing = [e for e in _list_dir(result, str(prefix), "") or [] if e.name != STATE_DIR]
+    stack.append((iter(listing), 0, ""))
     reported = 0
     while stack:
         entries, parent, base = stack[-1]
         for entry in entries:
             relpath = base + entry.name
-            if relpath == STATE_DIR:
-                continue  # a transaction's own state, handled before any scan
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError as exc:

@@ -181,12 +181,12 @@ class Transaction:
                 continue
             for name in names:
                 if name.startswith(".") and name.endswith(TEMP_SUFFIX):
-                    _unlink(self.prefix / directory / name)
+                    (self.prefix / directory / name).unlink(missing_ok=True)
 
     def _finish(self) -> None:
         _delete(self.staging)
         self._step()
-        _unlink(self.journal)
+        self.journal.unlink(missing_ok=True)
         try:
             self.state_dir.rmdir()
         except OSError:
@@ -249,13 +249,6 @@ def _delete(directory: Path, jobs: int = 0) -> None:
         for proc in procs:
             proc.wait()
     shutil.rmtree(directory, ignore_errors=True)
-
-
-def _unlink(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def _fsync_dir(path: Path) -> None:
