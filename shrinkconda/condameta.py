@@ -5,25 +5,73 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from shrinkconda import cacheview
+from shrinkconda.scan import DIR, Scan
 
 HISTORY = "shrinkconda-history.jsonl"
 """One JSON document per committed shrink, one per line. Not ``*.json``: conda, mamba
 and rattler read every ``conda-meta/*.json`` as a package record."""
 
 
-def apply(prefix: Path, payload: dict[str, Any]) -> None:
+@dataclass(frozen=True)
+class RecordChange:
+    """What a commit does to one ``conda-meta/*.json`` record."""
+
+    record: Path
+    name: str
+    """The package name, as the record gives it."""
+    drop: bool = False
+    """Every file the record listed was removed: the record goes too, as
+    ``conda remove --force`` would remove it."""
+    text: str | None = None
+    """The record's new text, or ``None`` when it stays as it is (or goes)."""
+    view: cacheview.View | None = None
+    """The package-cache view ``link.source`` points at (see :mod:`cacheview`)."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """An entry under ``conda-meta/`` that a commit writes, replaces or removes."""
+
+    path: str
+    """Relative to the prefix."""
+    size: int
+    allocated: int
+    gone: bool = False
+
+
+def apply(prefix: Path, payload: dict[str, Any]) -> list[str]:
     """Drop removed paths from the records, refresh stripped files' size and sha256,
-    and append the shrink to the history. Idempotent, so recovery may run it again."""
-    for record, text in updated_records(prefix, payload):
-        _write_atomically(record, text)
+    point changed records at their views, remove the records of packages that lost
+    every file, and append the shrink to the history. Idempotent, so recovery may run
+    it again. Returns the names of the packages whose records were removed."""
+    dropped = []
+    for change in updated_records(prefix, payload):
+        if change.drop:
+            view = prefix / cacheview.relpath(change.record.stem)
+            if os.path.lexists(view):
+                cacheview.remove(prefix, cacheview.relpath(change.record.stem))
+            change.record.unlink(missing_ok=True)
+            dropped.append(change.name)
+            continue
+        if change.view is not None:
+            cacheview.write(prefix, change.view)
+        if change.text is not None:
+            _write_atomically(change.record, change.text)
+    live = [record.stem for record in (prefix / "conda-meta").glob("*.json")]
+    for stale in cacheview.stale(prefix, live):
+        cacheview.remove(prefix, stale)
     _append_history(prefix / "conda-meta" / HISTORY, payload)
+    return dropped
 
 
-def updated_records(prefix: Path, payload: dict[str, Any]) -> Iterator[tuple[Path, str]]:
-    """The new text of each record the shrink changes, one at a time (a large env's
-    records add up to hundreds of megabytes); nothing is written."""
+def updated_records(prefix: Path, payload: dict[str, Any]) -> Iterator[RecordChange]:
+    """What the commit does to each record it changes, one record at a time (a large
+    env's records add up to hundreds of megabytes); nothing is written."""
     roots = {root for paths in payload["removed"].values() for root in paths}
     stripped: dict[str, list[Any]] = payload["stripped"]
     for record in sorted((prefix / "conda-meta").glob("*.json")):
@@ -31,8 +79,166 @@ def updated_records(prefix: Path, payload: dict[str, Any]) -> Iterator[tuple[Pat
             doc = json.loads(record.read_bytes())
         except (OSError, ValueError):
             continue  # reported by the scan; not ours to repair
-        if isinstance(doc, dict) and _update(doc, roots, stripped):
-            yield record, _dumps(doc)
+        if not isinstance(doc, dict):
+            continue
+        change = _change(prefix, record, doc, roots, stripped)
+        if change is not None:
+            yield change
+
+
+def _change(prefix: Path, record: Path, doc: dict[str, Any], roots: set[str],
+            stripped: dict[str, list[Any]]) -> RecordChange | None:
+    name = doc.get("name") if isinstance(doc.get("name"), str) else record.stem
+    had_files = bool(doc.get("files"))
+    changed = _update(doc, roots, stripped)
+    if had_files and not doc.get("files") and not (doc.get("paths_data") or {}).get("paths"):
+        return RecordChange(record, str(name), drop=True)
+    link = doc.get("link")
+    source = link.get("source") if isinstance(link, dict) else None
+    is_view = cacheview.is_view(prefix, record.stem, source)
+    if not (changed or is_view or _source_gone(prefix, source, roots)):
+        return None  # the cache still holds exactly what the prefix has
+    original = _original_source(prefix, record.stem) if is_view else source
+    view = cacheview.build(record.stem, doc, original if isinstance(original, str) else "")
+    new_source = str(prefix / cacheview.relpath(record.stem)) if view is not None else ""
+    if isinstance(link, dict) and link.get("source") != new_source:
+        link["source"] = new_source
+        changed = True
+    elif not isinstance(link, dict):
+        doc["link"] = {"source": new_source, "type": 1}
+        changed = True
+    return RecordChange(record, str(name), text=_dumps(doc) if changed else None, view=view)
+
+
+def _source_gone(prefix: Path, source: object, roots: set[str]) -> bool:
+    """The extracted package ``link.source`` names is, or will be, no more."""
+    if not isinstance(source, str) or not source:
+        return True
+    inside = os.path.relpath(source, prefix)
+    if not inside.startswith("..") and _under(inside.replace(os.sep, "/"), roots):
+        return True  # the cache inside the prefix that this shrink removes
+    return not os.path.isdir(source)
+
+
+def _original_source(prefix: Path, stem: str) -> str:
+    """Where the record linked from before its first shrink, as its view remembers."""
+    try:
+        doc = json.loads((prefix / cacheview.relpath(stem) / "info" / "paths.json").read_bytes())
+        return str(doc["shrinkconda"]["original_source"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
+def predict(scan: Scan, payload: dict[str, Any]) -> tuple[list[Change], list[str]]:
+    """The changes under ``conda-meta/`` a commit of ``payload`` would make, and the
+    packages whose records it would remove.
+
+    Sizes only: a file rewritten with the same size counts the same whether or not its
+    bytes differ, so the prediction reads no view back from disk.
+    """
+    tree = _tree(scan)
+    gone: set[str] = set()
+    new: dict[str, tuple[int, int]] = {}
+    dir_size = _dir_size(scan)
+    dropped: dict[str, str] = {}
+    for change in updated_records(scan.prefix, payload):
+        view = cacheview.relpath(change.record.stem)
+        if change.drop:
+            dropped[change.record.stem] = change.name
+            gone.update([f"conda-meta/{change.record.name}", *_below(tree, view)])
+            continue
+        if change.text is not None:
+            size = len(change.text.encode())
+            new[f"conda-meta/{change.record.name}"] = (size, _blocks(size))
+        if change.view is not None:
+            wanted = {path: (kind, size) for path, kind, size in cacheview.entries(change.view)}
+            for path in _below(tree, view):  # what write() replaces or takes away
+                parent = path.rpartition("/")[0]
+                if parent == view and path not in wanted and not path.endswith("/info"):
+                    gone.update(_below(tree, path))
+                elif path in wanted and tree[path][0] != wanted[path][1] \
+                        and wanted[path][0] != "dir":
+                    gone.add(path)
+            for path, (kind, size) in wanted.items():
+                if path not in tree or path in gone:
+                    new[path] = _new_entry(kind, size, dir_size)
+    live = {r.stem for r in (scan.prefix / "conda-meta").glob("*.json")} - set(dropped)
+    for stale in cacheview.stale(scan.prefix, live):
+        gone.update(_below(tree, stale))
+    views = f"conda-meta/{cacheview.VIEWS}"
+    left = [p for p in _below(tree, views) if p != views and p not in gone]
+    if views in tree and not left and not any(p.startswith(views + "/") for p in new):
+        gone.add(views)
+    elif views not in tree and any(p.startswith(views + "/") for p in new):
+        new[views] = _new_entry("dir", 0, dir_size)
+    history = f"conda-meta/{HISTORY}"
+    size = tree.get(history, (0, 0))[0] + len(history_line(payload).encode())
+    new[history] = (size, _blocks(size))
+    return ([Change(p, 0, 0, gone=True) for p in sorted(gone) if p not in new]
+            + [Change(p, size, allocated) for p, (size, allocated) in new.items()],
+            sorted(dropped.values()))
+
+
+def measure(scan: Scan) -> list[Change]:
+    """The changes under ``conda-meta/`` that a commit made, read back from disk."""
+    before = {scan.paths[i]: (scan.inos[i], scan.sizes[i])
+              for i in range(*_subtree(scan, "conda-meta"))}
+    changes = []
+    seen = set()
+    for path, st in _walk(scan.prefix, "conda-meta"):
+        seen.add(path)
+        if before.get(path) != (st.st_ino, st.st_size):
+            changes.append(Change(path, st.st_size, st.st_blocks * 512))
+    changes += [Change(p, 0, 0, gone=True) for p in before if p not in seen]
+    return changes
+
+
+def _walk(prefix: Path, top: str) -> Iterator[tuple[str, os.stat_result]]:
+    for directory, dirs, files in os.walk(prefix / top):
+        rel = os.path.relpath(directory, prefix).replace(os.sep, "/")
+        if rel != top:
+            yield rel, os.lstat(directory)
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(directory, d))]:
+            yield f"{rel}/{name}", os.lstat(os.path.join(directory, name))
+
+
+def _subtree(scan: Scan, path: str) -> tuple[int, int]:
+    index = scan.find(path)
+    return (0, 0) if index is None else (index + 1, scan.ends[index])
+
+
+def _tree(scan: Scan) -> dict[str, tuple[int, int]]:
+    """``conda-meta/``'s entries as scanned: path -> (size, allocated)."""
+    return {scan.paths[i]: (scan.sizes[i], scan.allocated[i])
+            for i in range(*_subtree(scan, "conda-meta"))}
+
+
+def _below(tree: dict[str, Any], path: str) -> list[str]:
+    return [p for p in tree if p == path or p.startswith(path + "/")]
+
+
+def _new_entry(kind: str, size: int, dir_size: int) -> tuple[int, int]:
+    if kind == "dir":
+        return dir_size, 4096
+    if kind == "symlink":
+        return size, 0 if size < 60 else 4096  # short targets live in the inode
+    return size, _blocks(size)
+
+
+def _blocks(size: int) -> int:
+    return -(-size // 4096) * 4096
+
+
+def _dir_size(scan: Scan) -> int:
+    """What a new, nearly empty directory weighs here: the most common directory size
+    (4096 on ext4 and overlayfs)."""
+    counts: dict[int, int] = {}
+    for index in range(len(scan)):
+        if scan.kinds[index] == DIR:
+            counts[scan.sizes[index]] = counts.get(scan.sizes[index], 0) + 1
+            if len(counts) > 64 or sum(counts.values()) > 4096:
+                break
+    return max(counts, key=lambda size: counts[size]) if counts else 4096
 
 
 def _dumps(doc: dict[str, Any]) -> str:

@@ -67,8 +67,9 @@ def audit(prefix: str | os.PathLike[str], options: Options = Options(),
         stripped = _predict_strip(the_plan.scan, removed, options, progress)
         payload = _payload(the_plan, removed, stripped.replaced if stripped else (), options,
                            digest=lambda path: "0" * 64)
+        metadata, dropped = condameta.predict(the_plan.scan, payload)
         return _report(the_plan, removed, problems, dry_run=True, stripped=stripped,
-                       notes=notes, metadata=_predict_metadata(root, payload))
+                       notes=notes, metadata=metadata, removed_packages=dropped)
 
 
 def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
@@ -111,15 +112,16 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
                            stripped=strip_phase.with_replaced(()) if options.strips() else None,
                            notes=notes,
                            broken=broken, verified=True, rolled_back=True)
+        dropped: list[str] = []
         txn.commit(_payload(the_plan, removed, made, options, digest=_sha256),
-                   lambda payload: condameta.apply(root, payload))
+                   lambda payload: dropped.extend(condameta.apply(root, payload)))
         if options.verify and modules:
             notes += ((f"verified: the {len(modules)} top-level modules that imported "
                        "before the shrink still import"),)
         return _report(the_plan, removed, problems, dry_run=False,
                        stripped=strip_phase.with_replaced(made) if options.strips() else None,
                        notes=notes, verified=options.verify,
-                       metadata=_measure_metadata(scan_))
+                       metadata=condameta.measure(scan_), removed_packages=dropped)
 
 
 def _recover(root: Path) -> tuple[str, ...]:
@@ -209,33 +211,11 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _predict_metadata(root: Path, payload: dict[str, Any]) -> list[tuple[str, int, int]]:
-    """New sizes of the ``conda-meta`` files a commit would write."""
-    sizes = [(f"conda-meta/{path.name}", len(text.encode()))
-             for path, text in condameta.updated_records(root, payload)]
-    history = root / "conda-meta" / condameta.HISTORY
-    old = history.stat().st_size if history.exists() else 0
-    sizes.append((f"conda-meta/{condameta.HISTORY}",
-                  old + len(condameta.history_line(payload).encode())))
-    return [(path, size, -(-size // 4096) * 4096) for path, size in sizes]
-
-
-def _measure_metadata(scan_: Scan) -> list[tuple[str, int, int]]:
-    """The ``conda-meta`` files the commit wrote, with their sizes now."""
-    changed = []
-    with os.scandir(scan_.prefix / "conda-meta") as entries:
-        for entry in entries:
-            st = entry.stat(follow_symlinks=False)
-            index = scan_.find(f"conda-meta/{entry.name}")
-            if index is None or (scan_.inos[index], scan_.sizes[index]) != (st.st_ino, st.st_size):
-                changed.append((f"conda-meta/{entry.name}", st.st_size, st.st_blocks * 512))
-    return changed
-
-
 def _report(the_plan: Plan, removed: bytearray, problems: list[Problem], dry_run: bool,
             stripped: _StripPhase | None = None, notes: tuple[str, ...] = (),
             broken: tuple[Broken, ...] = (), verified: bool | None = None,
-            rolled_back: bool = False, metadata: Sequence[tuple[str, int, int]] = ()) -> Report:
+            rolled_back: bool = False, metadata: Sequence[condameta.Change] = (),
+            removed_packages: Sequence[str] = ()) -> Report:
     ledger = Ledger(the_plan.scan)
     lines = tuple(
         Line(s.strategy, ledger.remove(i for i in s.indices if removed[i]))
@@ -247,6 +227,10 @@ def _report(the_plan: Plan, removed: bytearray, problems: list[Problem], dry_run
         notes += stripped.notes
     if metadata:
         lines += (Line("conda-meta", _metadata_saving(ledger, the_plan.scan, metadata)),)
+    if removed_packages:
+        notes += ((f"removed the conda-meta records of {len(removed_packages)} packages "
+                   f"left with no files, as conda remove --force would: "
+                   f"{', '.join(removed_packages)}"),)
     if rolled_back:
         notes += (("rolled back: the shrink broke what worked before, so every change was "
                    "undone and the prefix is as it was; spare what the broken code needs "
@@ -265,6 +249,7 @@ def _report(the_plan: Plan, removed: bytearray, problems: list[Problem], dry_run
         verified=None if dry_run else verified,
         rolled_back=rolled_back,
         broken=broken,
+        removed_packages=tuple(removed_packages),
     )
 
 
@@ -327,13 +312,19 @@ def _strip_notes(scan_: Scan, chosen: strip.Candidates, mode: str) -> tuple[str,
 
 
 def _metadata_saving(ledger: Ledger, scan_: Scan,
-                     metadata: Sequence[tuple[str, int, int]]) -> Saving:
-    """The records shrink as removed paths leave them; the history grows by a line."""
+                     metadata: Sequence[condameta.Change]) -> Saving:
+    """Records shrink as removed paths leave them, views and the history line are new."""
+    top = scan_.find("conda-meta")
+    where = {} if top is None else {scan_.paths[i]: i for i in range(top, scan_.ends[top])}
     total = Saving()
-    for path, size, allocated in metadata:
-        index = scan_.find(path)
-        total += (ledger.add(size, allocated) if index is None
-                  else ledger.replace(index, size, allocated))
+    for change in metadata:
+        index = where.get(change.path)
+        if change.gone:
+            total += ledger.remove((index,)) if index is not None else Saving()
+        elif index is None:
+            total += ledger.add(change.size, change.allocated)
+        else:
+            total += ledger.replace(index, change.size, change.allocated)
     return total
 
 

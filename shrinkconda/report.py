@@ -52,6 +52,8 @@ class Report:
     """The shrink broke something and was undone: nothing changed."""
     broken: tuple[Broken, ...] = ()
     """What failed the verification, when rolled back."""
+    removed_packages: tuple[str, ...] = ()
+    """Packages that lost every file, and so their ``conda-meta`` record too."""
 
     @property
     def bytes_saved(self) -> int:
@@ -90,6 +92,7 @@ def to_json(report: Report) -> str:
         "verified": report.verified,
         "rolled_back": report.rolled_back,
         "broken": [asdict(b) for b in report.broken],
+        "removed_packages": list(report.removed_packages),
     }
     return json.dumps(doc, indent=2)
 

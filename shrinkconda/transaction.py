@@ -138,14 +138,14 @@ class Transaction:
         self._remove_temps(doc["temp_dirs"])
         self._finish()
 
-    def commit(self, payload: dict[str, Any], apply: Callable[[dict[str, Any]], None]) -> None:
+    def commit(self, payload: dict[str, Any], apply: Callable[[dict[str, Any]], object]) -> None:
         """Make the shrink final: record ``payload``, ``apply`` it, drop the staging."""
         doc = self._read()
         doc.update(state="committing", payload=payload)
         self._write(doc)
         self._complete(doc, apply)
 
-    def recover(self, apply: Callable[[dict[str, Any]], None]) -> str | None:
+    def recover(self, apply: Callable[[dict[str, Any]], object]) -> str | None:
         """Finish or roll back a transaction a killed run left; say which, or ``None``."""
         if not self.state_dir.exists():
             return None
@@ -161,7 +161,7 @@ class Transaction:
         self.rollback()
         return f"rolled back a shrink that was interrupted ({doc['state']}); nothing was lost"
 
-    def _complete(self, doc: dict[str, Any], apply: Callable[[dict[str, Any]], None]) -> None:
+    def _complete(self, doc: dict[str, Any], apply: Callable[[dict[str, Any]], object]) -> None:
         apply(doc["payload"])
         self._step()
         self._remove_temps(doc["temp_dirs"])
