@@ -7,7 +7,8 @@ numpy, scipy, pandas, matplotlib and scikit-learn with their dependencies (pinne
 manylinux wheels, test suites and auditwheel's patchelf-rewritten ``*.libs/`` kept) plus
 the host CPython as a ``python`` package, indexed into a local channel and installed by
 py-rattler into DEST with the package cache at ``DEST/pkgs`` (archives and extracted
-packages hard-linked into the env), the way a miniconda base install looks.
+packages hard-linked into the env), the way a miniconda base install looks, or with
+``--pkgs-dir DIR`` from a cache outside it, as named envs, micromamba and pixi have it.
 
 Downloads go to ``<fixture cache>/wheels`` and built packages to
 ``<fixture cache>/packages``; a warm rebuild only installs.
@@ -110,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("dest", type=Path, help="the prefix to create")
     parser.add_argument("--force", action="store_true", help="replace DEST if it exists")
+    parser.add_argument("--pkgs-dir", type=Path, default=None,
+                        help="the package cache to install from (default: DEST/pkgs, a base "
+                             "install; elsewhere, as for conda's envs/, micromamba and pixi)")
     parser.add_argument("--cache", type=Path, default=None,
                         help="fixture cache (default: $SHRINKCONDA_FIXTURE_CACHE or "
                              ".fixture-cache/)")
@@ -137,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     timings["channel"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    install(dest, SPECS, chan, dest / "pkgs")
+    install(dest, SPECS, chan, args.pkgs_dir.resolve() if args.pkgs_dir else dest / "pkgs")
     timings["install"] = time.perf_counter() - start
 
     info = summary(dest)

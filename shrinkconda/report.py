@@ -123,8 +123,7 @@ def render(report: Report) -> str:
             f"{human(report.linked_outside)} left the prefix but stay on disk: still "
             "hard-linked from outside it (a package cache or another environment)"
         )
-    for kept in report.kept:
-        out.append(f"kept: {_printable(kept.path)}, {kept.reason}")
+    out += _kept_lines(report.kept)
     for note in report.notes:
         out.append(f"note: {note}")
     for broken in report.broken:
@@ -134,6 +133,21 @@ def render(report: Report) -> str:
         out += ["", f"{len(report.errors)} problem(s):"]
         out += [f"  {_printable(p.path) or '.'}: {p.message}" for p in report.errors]
     return "\n".join(out)
+
+
+def _kept_lines(kept: tuple[Kept, ...], shown: int = 3) -> list[str]:
+    """One line per kept path; past ``shown`` paths with the same reason, a count (a
+    root prefix can keep hundreds of extracted packages for its ``envs/``)."""
+    by_reason: dict[str, list[str]] = {}
+    for item in kept:
+        by_reason.setdefault(item.reason, []).append(item.path)
+    out = []
+    for reason, paths in by_reason.items():
+        listed = paths if len(paths) <= shown + 1 else paths[:shown]
+        out += [f"kept: {_printable(path)}, {reason}" for path in listed]
+        if len(listed) < len(paths):
+            out.append(f"kept: {len(paths) - shown:,} more, {reason}")
+    return out
 
 
 def human(n: int) -> str:

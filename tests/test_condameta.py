@@ -19,6 +19,7 @@ from fixtures.content import later_recipes
 from shrinkconda import cacheview
 from shrinkconda.condameta import HISTORY
 from shrinkconda.pipeline import Options, audit, shrink
+from shrinkconda.report import render
 from tests.condatools import (
     SITE,
     archive_members,
@@ -221,6 +222,7 @@ def test_an_env_in_a_root_prefix_envs_dir(fixture_channel: Path, tmp_path: Path)
     # removing them would free nothing); the archives and repodata go.
     kept = {k.path for k in report.kept}
     assert "pkgs/demopkg-1.0-py311h1a2b3c4_0" in kept
+    assert "kept: 2 more, envs/dev linked from it" in render(report)  # 5 packages
     assert not (root / "pkgs" / "demopkg-1.0-py311h1a2b3c4_0.conda").exists()
     packs_cleanly(root, tmp_path / "root.tar.gz")
     packs_cleanly(dev, tmp_path / "dev-again.tar.gz")

@@ -24,7 +24,7 @@ def select(scan: Scan) -> Iterator[Choice]:
     for child in scan.children(pkgs):
         users = in_use.get(scan.name(child))
         if users and scan.kinds[child] == DIR:
-            yield Keep(child, f"installed from by {', '.join(sorted(users))}")
+            yield Keep(child, f"{' and '.join(sorted(users))} linked from it")
         else:
             yield child
 
