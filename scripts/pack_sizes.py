@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         after = pack(prefix, work / f"{prefix.name}-shrunk.tar.gz")
         result[name] = {"du_before": report["size_before"], "du_after": report["size_after"],
                         "unshrunk_archive": before, "shrunk_archive": after,
-                        "cache_unchanged": tree_digest(cache) == cache_before}
+                        "outside_cache_unchanged": tree_digest(cache) == cache_before}
     print(json.dumps(result, indent=2))
     return 0
 

@@ -74,10 +74,9 @@ def build(stem: str, doc: dict[str, Any], original_source: str) -> View | None:
         if not sep:
             return None  # a file at the top of the prefix: no symlink can stand for it
         tops.add(top)
+        # Paths only: conda-pack reads no digests or sizes here, and tells symlinks
+        # and directories apart on disk.
         item: dict[str, Any] = {"_path": path}
-        kind = entry.get("path_type")
-        if isinstance(kind, str):
-            item["path_type"] = kind
         if _relocatable(entry, path, noarch_python):
             # conda-pack then finds the prefix in the bytes itself, as it does for the
             # scripts of noarch packages: the view's bytes hold the env's own prefix,
@@ -86,7 +85,7 @@ def build(stem: str, doc: dict[str, Any], original_source: str) -> View | None:
         paths.append(item)
     text = json.dumps({"paths": paths, "paths_version": 1,
                        "shrinkconda": {"original_source": original_source}},
-                      sort_keys=True) + "\n"
+                      sort_keys=True, separators=(",", ":")) + "\n"
     return View(stem, text, tuple((top, _UP + top) for top in sorted(tops)))
 
 
