@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,6 +137,7 @@ def predict(scan: Scan, payload: dict[str, Any]) -> tuple[list[Change], list[str
     bytes differ, so the prediction reads no view back from disk.
     """
     tree = _tree(scan)
+    in_view = _by_view(tree)
     gone: set[str] = set()
     new: dict[str, tuple[int, int]] = {}
     dir_size = _dir_size(scan)
@@ -145,17 +146,17 @@ def predict(scan: Scan, payload: dict[str, Any]) -> tuple[list[Change], list[str
         view = cacheview.relpath(change.record.stem)
         if change.drop:
             dropped[change.record.stem] = change.name
-            gone.update([f"conda-meta/{change.record.name}", *_below(tree, view)])
+            gone.update([f"conda-meta/{change.record.name}", *in_view.get(view, ())])
             continue
         if change.text is not None:
             size = len(change.text.encode())
             new[f"conda-meta/{change.record.name}"] = (size, _blocks(size))
         if change.view is not None:
             wanted = {path: (kind, size) for path, kind, size in cacheview.entries(change.view)}
-            for path in _below(tree, view):  # what write() replaces or takes away
+            for path in in_view.get(view, ()):  # what write() replaces or takes away
                 parent = path.rpartition("/")[0]
                 if parent == view and path not in wanted and not path.endswith("/info"):
-                    gone.update(_below(tree, path))
+                    gone.update(_below(in_view[view], path))
                 elif path in wanted and tree[path][0] != wanted[path][1] \
                         and wanted[path][0] != "dir":
                     gone.add(path)
@@ -164,9 +165,9 @@ def predict(scan: Scan, payload: dict[str, Any]) -> tuple[list[Change], list[str
                     new[path] = _new_entry(kind, size, dir_size)
     live = {r.stem for r in (scan.prefix / "conda-meta").glob("*.json")} - set(dropped)
     for stale in cacheview.stale(scan.prefix, live):
-        gone.update(_below(tree, stale))
+        gone.update(in_view.get(stale, ()))
     views = f"conda-meta/{cacheview.VIEWS}"
-    left = [p for p in _below(tree, views) if p != views and p not in gone]
+    left = [p for paths in in_view.values() for p in paths if p not in gone]
     if views in tree and not left and not any(p.startswith(views + "/") for p in new):
         gone.add(views)
     elif views not in tree and any(p.startswith(views + "/") for p in new):
@@ -213,7 +214,18 @@ def _tree(scan: Scan) -> dict[str, tuple[int, int]]:
             for i in range(*_subtree(scan, "conda-meta"))}
 
 
-def _below(tree: dict[str, Any], path: str) -> list[str]:
+def _by_view(tree: dict[str, Any]) -> dict[str, list[str]]:
+    """The entries of each view directory (``conda-meta/.shrinkconda/<record>``), itself
+    included, so each record finds its own without a pass over all of them."""
+    views: dict[str, list[str]] = {}
+    top = f"conda-meta/{cacheview.VIEWS}/"
+    for path in tree:
+        if path.startswith(top):
+            views.setdefault("/".join(path.split("/", 3)[:3]), []).append(path)
+    return views
+
+
+def _below(tree: Iterable[str], path: str) -> list[str]:
     return [p for p in tree if p == path or p.startswith(path + "/")]
 
 
