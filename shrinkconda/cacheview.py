@@ -1,20 +1,22 @@
-"""Package-cache views of shrunk packages, so conda-pack packs the shrunk bytes.
+"""Package-cache views of shrunk packages (``--conda-pack-views``), so conda-pack packs
+the shrunk bytes without its "uncached" warning.
 
 conda-pack reads each record's file list from the extracted package that
 ``link.source`` names, and then takes every managed file's bytes from there, not from
 the environment (``conda_pack/core.py``: ``load_managed_package``). After a shrink the
 package cache no longer describes the environment: it still holds the tests, bytecode
-and unstripped libraries. So a record the shrink changed (or whose cache is gone) gets
-``link.source`` pointed at a *view*: ``conda-meta/.shrinkconda/<record>/``, shaped like
-an extracted package, whose ``info/paths.json`` lists what the record lists now, and
-whose top-level names are relative symlinks into the prefix. Reading
-``<view>/lib/libfoo.so`` reads the environment's own, stripped, file.
+and unstripped libraries. By default a changed record's ``link.source`` is blanked
+(conda-pack then packs it from the prefix, and says it is uncached). With views, it
+points at ``conda-meta/.shrinkconda/<record>/`` instead, shaped like an extracted
+package: ``info/paths.json`` lists what the record lists now, and the top-level names
+are relative symlinks into the prefix, so reading ``<view>/lib/libfoo.so`` reads the
+environment's own, stripped, file.
 
-A view costs a directory, ``info/paths.json`` (paths only, no digests) and a symlink
-per top-level directory of the package. A package that installs files at the top of
-the prefix cannot be viewed this way (conda-pack would pack the symlink itself); its
-``link.source`` is blanked instead, as conda-pack does to every record it packs, and
-conda-pack packs its files from the prefix with a warning that they are uncached.
+A view costs two directories, ``info/paths.json`` (paths only, no digests) and a
+symlink per top-level directory of the package. Tools that follow directory symlinks
+(``zip -r``, ``shutil.copytree``) copy the prefix again through each view, which is why
+views are opt-in. A package that installs files at the top of the prefix cannot be
+viewed this way (conda-pack would pack the symlink itself); it is blanked instead.
 """
 
 from __future__ import annotations

@@ -35,6 +35,10 @@ def _common(func: F) -> F:
         click.option("--no-strip", is_flag=True, help="Do not strip ELF objects."),
         click.option("--jobs", type=click.IntRange(min=1), metavar="N",
                      help="Strip N files at once [default: number of CPUs]."),
+        click.option("--conda-pack-views", is_flag=True,
+                     help="Point changed conda-meta records at views of the prefix, so "
+                          "conda-pack packs them without its 'uncached' warning (the views "
+                          "hold directory symlinks: zip them with -y)."),
         click.option("--json", "as_json", is_flag=True,
                      help="Print one JSON document instead of the table."),
         click.option("-q", "--quiet", is_flag=True,
@@ -59,9 +63,9 @@ def main() -> None:
 @_common
 def audit(prefix: str | None, only: tuple[str, ...], skip: tuple[str, ...],
           keep: tuple[str, ...], strip_mode: str, no_strip: bool, jobs: int | None,
-          as_json: bool, quiet: bool) -> None:
+          conda_pack_views: bool, as_json: bool, quiet: bool) -> None:
     """Say what a shrink would free, changing nothing (a dry run)."""
-    options = _options(only, skip, keep, strip_mode, no_strip, jobs)
+    options = _options(only, skip, keep, strip_mode, no_strip, jobs, conda_pack_views)
     report = _run(pipeline.audit, _prefix(prefix), options, quiet)
     _show(report, as_json, quiet)
 
@@ -76,7 +80,7 @@ def audit(prefix: str | None, only: tuple[str, ...], skip: tuple[str, ...],
                    "if it fails, the shrink is rolled back (repeatable).")
 def shrink(prefix: str | None, only: tuple[str, ...], skip: tuple[str, ...],
            keep: tuple[str, ...], strip_mode: str, no_strip: bool, jobs: int | None,
-           as_json: bool, quiet: bool, yes: bool, no_verify: bool,
+           conda_pack_views: bool, as_json: bool, quiet: bool, yes: bool, no_verify: bool,
            verify_commands: tuple[str, ...]) -> None:
     """Shrink the prefix, verify it still works, and roll back if it does not.
 
@@ -84,7 +88,7 @@ def shrink(prefix: str | None, only: tuple[str, ...], skip: tuple[str, ...],
     Exit status 3 means the shrink was rolled back and nothing changed.
     """
     target = _prefix(prefix)
-    options = replace(_options(only, skip, keep, strip_mode, no_strip, jobs),
+    options = replace(_options(only, skip, keep, strip_mode, no_strip, jobs, conda_pack_views),
                       verify=not no_verify, verify_commands=verify_commands)
     if not yes and sys.stdin.isatty():
         preview = _run(pipeline.audit, target, options, quiet)
@@ -116,9 +120,11 @@ def list_strategies() -> None:
 
 
 def _options(only: tuple[str, ...], skip: tuple[str, ...], keep: tuple[str, ...],
-             strip_mode: str, no_strip: bool, jobs: int | None) -> pipeline.Options:
+             strip_mode: str, no_strip: bool, jobs: int | None,
+             conda_pack_views: bool) -> pipeline.Options:
     return pipeline.Options(only=only, skip=skip, keep=keep,
-                            strip_mode=None if no_strip else strip_mode, jobs=jobs)
+                            strip_mode=None if no_strip else strip_mode, jobs=jobs,
+                            conda_pack_views=conda_pack_views)
 
 
 def _prefix(prefix: str | None) -> str:

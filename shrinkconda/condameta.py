@@ -46,8 +46,9 @@ class Change:
 
 def apply(prefix: Path, payload: dict[str, Any]) -> list[str]:
     """Drop removed paths from the records, refresh stripped files' size and sha256,
-    point changed records at their views, remove the records of packages that lost
-    every file, and append the shrink to the history. Idempotent, so recovery may run
+    point changed records at their views (``payload["views"]``) or blank their
+    ``link.source``, remove the records of packages that lost every file, and append
+    the shrink to the history. Idempotent, so recovery may run
     it again. Returns the names of the packages whose records were removed."""
     dropped = []
     for change in updated_records(prefix, payload):
@@ -62,7 +63,8 @@ def apply(prefix: Path, payload: dict[str, Any]) -> list[str]:
             cacheview.write(prefix, change.view)
         if change.text is not None:
             _write_atomically(change.record, change.text)
-    live = [record.stem for record in (prefix / "conda-meta").glob("*.json")]
+    live = [record.stem for record in (prefix / "conda-meta").glob("*.json")
+            if payload.get("views")]
     for stale in cacheview.stale(prefix, live):
         cacheview.remove(prefix, stale)
     _append_history(prefix / "conda-meta" / HISTORY, payload)
@@ -74,6 +76,7 @@ def updated_records(prefix: Path, payload: dict[str, Any]) -> Iterator[RecordCha
     env's records add up to hundreds of megabytes); nothing is written."""
     roots = {root for paths in payload["removed"].values() for root in paths}
     stripped: dict[str, list[Any]] = payload["stripped"]
+    views = bool(payload.get("views"))
     for record in sorted((prefix / "conda-meta").glob("*.json")):
         try:
             doc = json.loads(record.read_bytes())
@@ -81,13 +84,13 @@ def updated_records(prefix: Path, payload: dict[str, Any]) -> Iterator[RecordCha
             continue  # reported by the scan; not ours to repair
         if not isinstance(doc, dict):
             continue
-        change = _change(prefix, record, doc, roots, stripped)
+        change = _change(prefix, record, doc, roots, stripped, views)
         if change is not None:
             yield change
 
 
 def _change(prefix: Path, record: Path, doc: dict[str, Any], roots: set[str],
-            stripped: dict[str, list[Any]]) -> RecordChange | None:
+            stripped: dict[str, list[Any]], views: bool) -> RecordChange | None:
     name = doc.get("name") if isinstance(doc.get("name"), str) else record.stem
     had_files = bool(doc.get("files"))
     changed = _update(doc, roots, stripped)
@@ -98,8 +101,13 @@ def _change(prefix: Path, record: Path, doc: dict[str, Any], roots: set[str],
     is_view = cacheview.is_view(prefix, record.stem, source)
     if not (changed or is_view or _source_gone(prefix, source, roots)):
         return None  # the cache still holds exactly what the prefix has
-    original = _original_source(prefix, record.stem) if is_view else source
-    view = cacheview.build(record.stem, doc, original if isinstance(original, str) else "")
+    view = None
+    if views:
+        original = _original_source(prefix, record.stem) if is_view else source
+        view = cacheview.build(record.stem, doc, original if isinstance(original, str) else "")
+    # Without a view, link.source is blanked, as conda-pack blanks it in every archive:
+    # conda-pack then packs the package from the prefix ("uncached"), not from a cache
+    # that no longer matches it.
     new_source = str(prefix / cacheview.relpath(record.stem)) if view is not None else ""
     if isinstance(link, dict) and link.get("source") != new_source:
         link["source"] = new_source
@@ -107,6 +115,8 @@ def _change(prefix: Path, record: Path, doc: dict[str, Any], roots: set[str],
     elif not isinstance(link, dict):
         doc["link"] = {"source": new_source, "type": 1}
         changed = True
+    if not changed and view is None:
+        return None
     return RecordChange(record, str(name), text=_dumps(doc) if changed else None, view=view)
 
 
@@ -163,7 +173,8 @@ def predict(scan: Scan, payload: dict[str, Any]) -> tuple[list[Change], list[str
             for path, (kind, size) in wanted.items():
                 if path not in tree or path in gone:
                     new[path] = _new_entry(kind, size, dir_size)
-    live = {r.stem for r in (scan.prefix / "conda-meta").glob("*.json")} - set(dropped)
+    live = {r.stem for r in (scan.prefix / "conda-meta").glob("*.json")
+            if payload.get("views")} - set(dropped)
     for stale in cacheview.stale(scan.prefix, live):
         gone.update(in_view.get(stale, ()))
     views = f"conda-meta/{cacheview.VIEWS}"

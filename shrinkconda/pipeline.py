@@ -45,6 +45,10 @@ class Options:
     """Import every distribution's top-level modules after staging; roll back on harm."""
     verify_commands: tuple[str, ...] = ()
     """The user's own smoke tests, each must exit 0 after the shrink."""
+    conda_pack_views: bool = False
+    """Point changed records at package-cache views (:mod:`cacheview`), so conda-pack
+    packs them without its "uncached" warning. Off by default: ``zip -r`` and
+    ``shutil.copytree`` follow the views' directory symlinks and copy the env again."""
 
     def strips(self) -> bool:
         """Whether the strip phase runs."""
@@ -200,6 +204,7 @@ def _payload(the_plan: Plan, removed: bytearray, made: Sequence[strip.Replacemen
         "stripped": {scan_.paths[m.index]: [m.size, digest(scan_.prefix / scan_.paths[m.index])]
                      for m in made},
         "kept": [[k.path, k.reason] for k in the_plan.kept],
+        "views": options.conda_pack_views,
     }
 
 

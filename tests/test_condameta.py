@@ -37,12 +37,23 @@ from tests.condatools import (
 PINNED = ("python", "libdemo", "demopkg", "astro", "purepkg 0.1.*")
 
 
-def packs_cleanly(prefix: Path, archive: Path) -> None:
-    """conda-pack, without flags, packs exactly the prefix and warns about nothing."""
+VIEWS = Options(conda_pack_views=True)
+
+
+def packs_cleanly(prefix: Path, archive: Path, views: bool = False) -> None:
+    """conda-pack, without flags, packs exactly the prefix. With views it warns about
+    nothing; without, only that the packages the shrink changed are "uncached"."""
     packed = conda_pack(prefix, archive)
     assert packed.returncode == 0, packed.stderr
-    for word in ("warn", "uncached", "deleted/overwritten"):
-        assert word not in packed.stderr.lower(), packed.stderr
+    assert "deleted/overwritten" not in packed.stderr, packed.stderr
+    if views:
+        for word in ("warn", "uncached"):
+            assert word not in packed.stderr.lower(), packed.stderr
+    else:
+        listed = [line for line in packed.stderr.splitlines() if line.startswith("- ")]
+        changed = {json.loads(r.read_text())["name"] for r in (prefix / "conda-meta").glob(
+            "*.json") if json.loads(r.read_text())["link"]["source"] == ""}
+        assert {line[2:].split("=")[0] for line in listed} == changed, packed.stderr
     assert compare_archive(archive, prefix) == []
 
 
@@ -69,22 +80,24 @@ def managed(template_managed: tuple[Path, Path, Path],
     shutil.rmtree(root, ignore_errors=True)
 
 
-def test_conda_pack_packs_a_shrunk_env_whose_cache_was_inside(prefix: Path,
-                                                               tmp_path: Path) -> None:
-    report = shrink(prefix, Options())
+@pytest.mark.parametrize("views", [False, True], ids=["default", "views"])
+def test_conda_pack_packs_a_shrunk_env_whose_cache_was_inside(prefix: Path, tmp_path: Path,
+                                                               views: bool) -> None:
+    report = shrink(prefix, Options(conda_pack_views=views))
     assert not report.rolled_back and not any((prefix / "pkgs").iterdir())
-    packs_cleanly(prefix, tmp_path / "env.tar.gz")
+    packs_cleanly(prefix, tmp_path / "env.tar.gz", views)
     check_works(unpack(tmp_path / "env.tar.gz", tmp_path / "elsewhere" / "env"))
 
 
+@pytest.mark.parametrize("views", [False, True], ids=["default", "views"])
 def test_conda_pack_packs_the_shrunk_bytes_when_the_cache_is_outside(
-        shared_cache_envs: tuple[Path, Path, Path], tmp_path: Path) -> None:
+        shared_cache_envs: tuple[Path, Path, Path], tmp_path: Path, views: bool) -> None:
     cache, env_a, env_b = shared_cache_envs
     before = digests(cache), digests(env_b)
-    report = shrink(env_a, Options())
+    report = shrink(env_a, Options(conda_pack_views=views))
     assert report.lines[-2].name == "strip" and report.lines[-2].saving.files > 0
     archive = tmp_path / "env_a.tar.gz"
-    packs_cleanly(env_a, archive)
+    packs_cleanly(env_a, archive, views)
     # The stripped library is packed at its stripped size, not the cache's.
     libpython = "lib/libpython3.11.so.1.0"
     member = archive_members(archive)[libpython]
@@ -139,14 +152,14 @@ def _emptied_dir(path: str, removed: set[str]) -> bool:
 def test_a_second_shrink_takes_only_what_new_packages_brought(
         managed: tuple[Path, Path, Path], later_channel: Path, tmp_path: Path) -> None:
     cache, env, _ = managed
-    first = shrink(env, Options())
+    first = shrink(env, VIEWS)
     install(env, [*PINNED[:-1], "purepkg 0.2.*", "later"], later_channel, cache,
             check_links=False)
     replaced_view = env / cacheview.relpath("purepkg-0.1-pyhd8ed1ab_0")
     assert replaced_view.exists()  # the installer does not know about views
 
-    predicted = audit(env, Options())
-    second = shrink(env, Options())
+    predicted = audit(env, VIEWS)
+    second = shrink(env, VIEWS)
     assert not second.rolled_back
     assert [(line.name, line.saving) for line in predicted.lines] == \
         [(line.name, line.saving) for line in second.lines]
@@ -165,8 +178,14 @@ def test_a_second_shrink_takes_only_what_new_packages_brought(
     assert records_problems(env) == []
     assert run_in(env, "later").stdout.strip() == "hello from share"
     check_works(env)
-    packs_cleanly(env, tmp_path / "env.tar.gz")
+    packs_cleanly(env, tmp_path / "env.tar.gz", views=True)
     check_works(unpack(tmp_path / "env.tar.gz", tmp_path / "elsewhere" / "env"))
+
+    # Shrinking without --conda-pack-views takes the views away again.
+    assert audit(env, Options()).size_after == shrink(env, Options()).size_after
+    assert not (env / "conda-meta" / cacheview.VIEWS).exists()
+    assert records_problems(env) == []
+    packs_cleanly(env, tmp_path / "env-again.tar.gz")
 
 
 def test_a_package_left_with_no_files_loses_its_record(
@@ -211,9 +230,9 @@ def test_an_env_in_a_root_prefix_envs_dir(fixture_channel: Path, tmp_path: Path)
     install(dev, DEFAULT_SPECS, fixture_channel, root / "pkgs")
 
     outside_dev = {p: d for p, d in digests(root).items() if not p.startswith("envs/")}
-    shrink(dev, Options())
+    shrink(dev, VIEWS)
     assert {p: d for p, d in digests(root).items() if not p.startswith("envs/")} == outside_dev
-    packs_cleanly(dev, tmp_path / "dev.tar.gz")
+    packs_cleanly(dev, tmp_path / "dev.tar.gz", views=True)
 
     dev_before = digests(dev)
     report = shrink(root, Options())
@@ -225,7 +244,7 @@ def test_an_env_in_a_root_prefix_envs_dir(fixture_channel: Path, tmp_path: Path)
     assert "kept: 2 more, envs/dev linked from it" in render(report)  # 5 packages
     assert not (root / "pkgs" / "demopkg-1.0-py311h1a2b3c4_0.conda").exists()
     packs_cleanly(root, tmp_path / "root.tar.gz")
-    packs_cleanly(dev, tmp_path / "dev-again.tar.gz")
+    packs_cleanly(dev, tmp_path / "dev-again.tar.gz", views=True)
     check_works(dev)
     check_works(root)
 
