@@ -32,6 +32,7 @@ from tests.condatools import (
     run_in,
     unpack,
 )
+from tests.treeutil import run_cli
 
 #: What the managed envs start with: `purepkg` pinned, so that 0.2 is an upgrade.
 PINNED = ("python", "libdemo", "demopkg", "astro", "purepkg 0.1.*")
@@ -83,8 +84,11 @@ def managed(template_managed: tuple[Path, Path, Path],
 @pytest.mark.parametrize("views", [False, True], ids=["default", "views"])
 def test_conda_pack_packs_a_shrunk_env_whose_cache_was_inside(prefix: Path, tmp_path: Path,
                                                                views: bool) -> None:
-    report = shrink(prefix, Options(conda_pack_views=views))
-    assert not report.rolled_back and not any((prefix / "pkgs").iterdir())
+    # Through the command line, as a Dockerfile runs it.
+    done = run_cli("shrink", "-y", "-q", *(["--conda-pack-views"] if views else []), str(prefix))
+    assert done.returncode == 0, done.stderr
+    assert not any((prefix / "pkgs").iterdir())
+    assert (prefix / "conda-meta" / cacheview.VIEWS).is_dir() == views
     packs_cleanly(prefix, tmp_path / "env.tar.gz", views)
     check_works(unpack(tmp_path / "env.tar.gz", tmp_path / "elsewhere" / "env"))
 
