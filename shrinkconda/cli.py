@@ -9,7 +9,7 @@ from typing import Any, Callable, TypeVar
 
 import click
 
-from shrinkconda import __version__, pipeline, strategies
+from shrinkconda import __version__, breakdown, pipeline, strategies
 from shrinkconda.elf import MODES as STRIP_MODES
 from shrinkconda.errors import ShrinkError, UnknownStrategyError
 from shrinkconda.report import Report, render, to_json
@@ -43,6 +43,14 @@ def _common(func: F) -> F:
                      help="Print one JSON document instead of the table."),
         click.option("-q", "--quiet", is_flag=True,
                      help="No progress bars, no table; problems still go to stderr."),
+        click.option("--by", "by", type=click.Choice(["package"]),
+                     help="Also break the sizes and savings down per installed package."),
+        click.option("--html", "html_file", metavar="FILE",
+                     help="Write a self-contained HTML page: a treemap of the prefix "
+                          "coloured by what the shrink does, and the tables."),
+        click.option("--compressed", is_flag=True,
+                     help="Also measure the prefix as a tar layer (gzip -6, zstd -3) and "
+                          "as a zip, before and after."),
     ]
     for decorate in reversed(decorators):
         func = decorate(func)
@@ -63,9 +71,11 @@ def main() -> None:
 @_common
 def audit(prefix: str | None, only: tuple[str, ...], skip: tuple[str, ...],
           keep: tuple[str, ...], strip_mode: str, no_strip: bool, jobs: int | None,
-          conda_pack_views: bool, as_json: bool, quiet: bool) -> None:
+          conda_pack_views: bool, as_json: bool, quiet: bool, by: str | None,
+          html_file: str | None, compressed: bool) -> None:
     """Say what a shrink would free, changing nothing (a dry run)."""
-    options = _options(only, skip, keep, strip_mode, no_strip, jobs, conda_pack_views)
+    options = replace(_options(only, skip, keep, strip_mode, no_strip, jobs, conda_pack_views),
+                      extras=breakdown.Wanted(by == "package", html_file, compressed))
     report = _run(pipeline.audit, _prefix(prefix), options, quiet)
     _show(report, as_json, quiet)
 
@@ -80,7 +90,8 @@ def audit(prefix: str | None, only: tuple[str, ...], skip: tuple[str, ...],
                    "if it fails, the shrink is rolled back (repeatable).")
 def shrink(prefix: str | None, only: tuple[str, ...], skip: tuple[str, ...],
            keep: tuple[str, ...], strip_mode: str, no_strip: bool, jobs: int | None,
-           conda_pack_views: bool, as_json: bool, quiet: bool, yes: bool, no_verify: bool,
+           conda_pack_views: bool, as_json: bool, quiet: bool, by: str | None,
+           html_file: str | None, compressed: bool, yes: bool, no_verify: bool,
            verify_commands: tuple[str, ...]) -> None:
     """Shrink the prefix, verify it still works, and roll back if it does not.
 
@@ -89,9 +100,11 @@ def shrink(prefix: str | None, only: tuple[str, ...], skip: tuple[str, ...],
     """
     target = _prefix(prefix)
     options = replace(_options(only, skip, keep, strip_mode, no_strip, jobs, conda_pack_views),
-                      verify=not no_verify, verify_commands=verify_commands)
+                      verify=not no_verify, verify_commands=verify_commands,
+                      extras=breakdown.Wanted(by == "package", html_file, compressed))
     if not yes and sys.stdin.isatty():
-        preview = _run(pipeline.audit, target, options, quiet)
+        preview = _run(pipeline.audit, target, replace(options, extras=breakdown.Wanted(
+            by == "package")), quiet)
         click.echo(render(preview), err=True)
         click.confirm(f"\nShrink {preview.prefix}?", abort=True, err=True)
     report = _run(pipeline.shrink, target, options, quiet)

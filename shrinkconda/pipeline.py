@@ -8,11 +8,11 @@ import os
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from shrinkconda import __version__, condameta, strategies, strip, transaction, verify
+from shrinkconda import __version__, breakdown, condameta, strategies, strip, transaction, verify
 from shrinkconda.accounting import Ledger, Saving
 from shrinkconda.errors import StripToolMissing
 from shrinkconda.plan import Plan, plan
@@ -49,6 +49,8 @@ class Options:
     """Point changed records at package-cache views (:mod:`cacheview`), so conda-pack
     packs them without its "uncached" warning. Off by default: ``zip -r`` and
     ``shutil.copytree`` follow the views' directory symlinks and copy the env again."""
+    extras: breakdown.Wanted = field(default_factory=breakdown.Wanted)
+    """The report's optional parts: per package, the HTML page, compressed sizes."""
 
     def strips(self) -> bool:
         """Whether the strip phase runs."""
@@ -64,16 +66,20 @@ def audit(prefix: str | os.PathLike[str], options: Options = Options(),
     first, so the prediction is about a consistent prefix.
     """
     root = check_prefix(prefix)
+    breakdown.check(options.extras, root)
     with transaction.locked(root):
         notes = _recover(root)
         the_plan, problems = _plan(root, options, progress)
+        extras = breakdown.Breakdown(options.extras, the_plan)
         removed = the_plan.removed()
         stripped = _predict_strip(the_plan.scan, removed, options, progress)
-        payload = _payload(the_plan, removed, stripped.replaced if stripped else (), options,
-                           digest=lambda path: "0" * 64)
+        replaced = stripped.replaced if stripped else ()
+        payload = _payload(the_plan, removed, replaced, options, digest=lambda path: "0" * 64)
         metadata, dropped = condameta.predict(the_plan.scan, payload)
-        return _report(the_plan, removed, problems, dry_run=True, stripped=stripped,
-                       notes=notes, metadata=metadata, removed_packages=dropped)
+        report = _report(the_plan, removed, problems, dry_run=True, stripped=stripped,
+                         notes=notes, metadata=metadata, removed_packages=dropped)
+        return extras.finish(report, removed, replaced, metadata, lambda: breakdown.predicted_after(
+            the_plan, removed, replaced, options.strip_mode, payload, options.jobs))
 
 
 def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
@@ -85,6 +91,7 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
     before no longer does, everything goes back and the report says what broke.
     """
     root = check_prefix(prefix)
+    breakdown.check(options.extras, root)
     with transaction.locked(root), ThreadPoolExecutor(max_workers=1) as background, \
             verify.ImportCheck(root, options.jobs or 2) as imports:
         notes = _recover(root)
@@ -92,6 +99,7 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
         # while this process scans, plans and strips: nothing changes until staging.
         importable = background.submit(_importable, imports, options)
         the_plan, problems = _plan(root, options, progress)
+        extras = breakdown.Breakdown(options.extras, the_plan)  # reads what the shrink changes
         scan_ = the_plan.scan
         removed = the_plan.removed()
         txn = transaction.Transaction(root)
@@ -112,20 +120,23 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
         broken = _check(imports, modules, options)
         if broken:
             txn.rollback()
-            return _report(the_plan, bytearray(len(scan_)), problems, dry_run=False,
-                           stripped=strip_phase.with_replaced(()) if options.strips() else None,
-                           notes=notes,
-                           broken=broken, verified=True, rolled_back=True)
+            report = _report(the_plan, bytearray(len(scan_)), problems, dry_run=False,
+                             stripped=strip_phase.with_replaced(()) if options.strips() else None,
+                             notes=notes, broken=broken, verified=True, rolled_back=True)
+            return extras.finish(report, bytearray(len(scan_)), (), (), after=None)
         dropped: list[str] = []
         txn.commit(_payload(the_plan, removed, made, options, digest=_sha256),
                    lambda payload: dropped.extend(condameta.apply(root, payload)))
         if options.verify and modules:
             notes += ((f"verified: the {len(modules)} top-level modules that imported "
                        "before the shrink still import"),)
-        return _report(the_plan, removed, problems, dry_run=False,
-                       stripped=strip_phase.with_replaced(made) if options.strips() else None,
-                       notes=notes, verified=options.verify,
-                       metadata=condameta.measure(scan_), removed_packages=dropped)
+        metadata = condameta.measure(scan_)
+        report = _report(the_plan, removed, problems, dry_run=False,
+                         stripped=strip_phase.with_replaced(made) if options.strips() else None,
+                         notes=notes, verified=options.verify, metadata=metadata,
+                         removed_packages=dropped)
+        return extras.finish(report, removed, made, metadata,
+                             lambda: breakdown.measured_after(root))
 
 
 def _recover(root: Path) -> tuple[str, ...]:

@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from shrinkconda.accounting import Saving
+from shrinkconda.compressed import Compressed
+from shrinkconda.packages import Package
 from shrinkconda.plan import Kept
 from shrinkconda.scan import Problem
 
@@ -54,6 +56,10 @@ class Report:
     """What failed the verification, when rolled back."""
     removed_packages: tuple[str, ...] = ()
     """Packages that lost every file, and so their ``conda-meta`` record too."""
+    packages: tuple[Package, ...] | None = None
+    """Per package, largest first, with ``--by package``."""
+    compressed: Compressed | None = None
+    """Compressed sizes before and after, with ``--compressed``."""
 
     @property
     def bytes_saved(self) -> int:
@@ -94,6 +100,15 @@ def to_json(report: Report) -> str:
         "broken": [asdict(b) for b in report.broken],
         "removed_packages": list(report.removed_packages),
     }
+    if report.packages is not None:
+        doc["packages"] = [{"name": p.name, "version": p.version, "kind": p.kind,
+                            "size": p.size, "bytes_saved": p.bytes_saved,
+                            "strategies": p.strategies} for p in report.packages]
+    if report.compressed is not None:
+        before, after = report.compressed.before, report.compressed.after
+        doc["compressed"] = {"before": before.gzip, "after": after.gzip,
+                             "zstd_before": before.zstd, "zstd_after": after.zstd,
+                             "zip_before": before.zip, "zip_after": after.zip}
     return json.dumps(doc, indent=2)
 
 
@@ -118,6 +133,10 @@ def render(report: Report) -> str:
         (f"{verb:<11}  {human(report.bytes_saved):>10}  "
         f"(on disk: {human(report.allocated_before - report.allocated_after)})"),
     ]
+    if report.compressed is not None:
+        out += ["", *render_compressed(report.compressed)]
+    if report.packages is not None:
+        out += ["", *render_packages(report.packages, report.lines)]
     if report.linked_outside:
         out.append(
             f"{human(report.linked_outside)} left the prefix but stay on disk: still "
@@ -148,6 +167,34 @@ def _kept_lines(kept: tuple[Kept, ...], shown: int = 3) -> list[str]:
         if len(listed) < len(paths):
             out.append(f"kept: {len(paths) - shown:,} more, {reason}")
     return out
+
+
+def render_packages(packages: tuple[Package, ...], lines: tuple[Line, ...]) -> list[str]:
+    """The ``--by package`` table: size, saving per strategy, what stays."""
+    names = [ln.name for ln in lines if any(ln.name in p.strategies for p in packages)]
+    rows = [("package", "version", "size", *names, "saved", "stays")]
+    rows += [(_printable(p.name), p.version, human(p.size),
+              *(human(p.strategies[n]) if n in p.strategies else "" for n in names),
+              human(p.bytes_saved), human(p.stays)) for p in packages]
+    width = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    return ["  ".join(f"{cell:<{width[c]}}" if c < 2 else f"{cell:>{width[c]}}"
+                      for c, cell in enumerate(row)).rstrip() for row in rows]
+
+
+def render_compressed(compressed: Compressed) -> list[str]:
+    """Compressed sizes: gzip and zstd of one tar layer, and the zip."""
+    rows = [("compressed", "before", "after", "saved")]
+    for label, before, after in (
+        ("tar | gzip -6", compressed.before.gzip, compressed.after.gzip),
+        ("tar | zstd -3", compressed.before.zstd, compressed.after.zstd),
+        ("zip -6 -r", compressed.before.zip, compressed.after.zip),
+    ):
+        if before is not None and after is not None:
+            saved = f"{human(before - after)} ({(before - after) / before:.0%})" if before else ""
+            rows.append((label, human(before), human(after), saved))
+    width = [max(len(r[c]) for r in rows) for c in range(4)]
+    return [f"{r[0]:<{width[0]}}  {r[1]:>{width[1]}}  {r[2]:>{width[2]}}  {r[3]:>{width[3]}}"
+            for r in rows]
 
 
 def human(n: int) -> str:

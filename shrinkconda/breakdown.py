@@ -1,0 +1,119 @@
+"""Where the bytes are: the report's optional parts (``--by package``, ``--html``,
+``--compressed``), started on the scan before anything changes and finished with the
+report."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from shrinkconda import compressed, condameta, html, packages
+from shrinkconda.errors import ShrinkError
+from shrinkconda.plan import Plan
+from shrinkconda.report import Report
+from shrinkconda.scan import Problem, scan
+from shrinkconda.strip import Replacement
+
+
+class ReportFileError(ShrinkError):
+    """The ``--html`` file cannot be written where it was asked for."""
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """Which optional parts the user asked for."""
+
+    by_package: bool = False
+    html: str | None = None
+    """Where to write the page."""
+    compressed: bool = False
+
+    def any(self) -> bool:
+        return self.by_package or self.html is not None or self.compressed
+
+
+def check(wanted: Wanted, prefix: Path) -> None:
+    """Refuse an ``--html`` path that cannot work before anything happens to the prefix."""
+    if wanted.html is None:
+        return
+    target = Path(wanted.html).expanduser().absolute()
+    if target.is_dir():
+        raise ReportFileError(f"--html {wanted.html}: is a directory; name a file to write")
+    if not target.parent.is_dir() or not os.access(target.parent, os.W_OK):
+        raise ReportFileError(f"--html {wanted.html}: cannot write in {target.parent}; "
+                              "name a file in a writable directory")
+    resolved = target.parent.resolve() / target.name
+    if resolved == prefix or prefix in resolved.parents:
+        raise ReportFileError(f"--html {wanted.html}: inside the prefix, where it would be "
+                              "shrunk with it; write it elsewhere")
+
+
+class Breakdown:
+    """What the optional parts need from the prefix before a shrink changes it: who
+    owns each entry (``conda-meta`` is rewritten at commit) and the "before" archive."""
+
+    def __init__(self, wanted: Wanted, the_plan: Plan) -> None:
+        self.wanted = wanted
+        self.plan = the_plan
+        self.attribution = (packages.attribute(the_plan.scan)
+                            if wanted.by_package or wanted.html else None)
+        self.before = compressed.measure(the_plan.scan) if wanted.compressed else None
+
+    def finish(self, report: Report, removed: bytearray, replaced: Sequence[Replacement],
+               metadata: Sequence[tuple[str, int, int]],
+               after: Callable[[], compressed.Sizes] | None) -> Report:
+        """The report with the parts asked for; writes the page if one was asked for.
+        ``after`` measures the compressed "after" archive; ``None``: nothing changed."""
+        if self.before is not None:
+            sizes = self.before if after is None else after()
+            report = replace(report, compressed=compressed.Compressed(self.before, sizes))
+            if sizes.zstd is None:
+                report = replace(report, notes=report.notes + (compressed.ZSTD_MISSING,))
+        if self.attribution is None:
+            return report
+        tally = packages.tally(self.attribution, self.plan, removed, replaced, metadata)
+        if self.wanted.by_package:
+            report = replace(report, packages=tally.rows)
+        if self.wanted.html is not None:
+            page = html.render(report, self.plan.scan, self.attribution, tally)
+            try:
+                Path(self.wanted.html).expanduser().write_text(page, encoding="utf-8")
+            except OSError as exc:
+                report = replace(report, errors=report.errors + (
+                    Problem("", f"--html {self.wanted.html}: not written: {exc.strerror}"),))
+        return report
+
+
+def predicted_after(the_plan: Plan, removed: bytearray, replaced: Sequence[Replacement],
+                    strip_mode: str | None, payload: dict[str, Any],
+                    jobs: int | None = None) -> compressed.Sizes:
+    """The audit's "after" archive: the files the plan keeps, stripped ones as a real
+    ``strip -o`` writes them (into a temporary directory), records as the commit would
+    rewrite them."""
+    scan_, root = the_plan.scan, the_plan.scan.prefix
+    contents: dict[int, compressed.Source] = {}
+    added: dict[str, bytes] = {}
+    for path, text in condameta.updated_records(root, payload):
+        index = scan_.find(f"conda-meta/{path.name}")
+        if index is not None:
+            contents[index] = text.encode()
+    history = f"conda-meta/{condameta.HISTORY}"
+    line = condameta.history_line(payload).encode()
+    index = scan_.find(history)
+    if index is None:
+        added[history] = line
+    else:
+        contents[index] = (root / history).read_bytes() + line
+    with compressed.temporary_directory() as temp:
+        if strip_mode is not None and replaced:
+            contents.update(compressed.stripped_copies(
+                scan_, [r.index for r in replaced], strip_mode, temp, jobs))
+        return compressed.measure(scan_, removed, contents, added)
+
+
+def measured_after(root: Path) -> compressed.Sizes:
+    """The "after" archive of a shrunk prefix: what is there now."""
+    return compressed.measure(scan(root))
