@@ -25,9 +25,12 @@ _COLOURS = {STAYS: "#a3acb9", "pkgs-cache": "#e15759", "tests": "#f28e2b",
             "strip": "#4e79a7", "conda-meta": "#76b7b2"}
 _SPARE = ("#ff9da7", "#9c755f", "#86bcb6", "#d37295", "#8cd17d", "#499894", "#fabfd2")
 
-# A node in the page's data: [name, bytes, fate index or -1, children] (leaves: 3 items).
+# A node in the page's data: [name, bytes, fate index or -1, children]; a leaf is
+# [name, bytes, fate index] or, for a stripped file, [name, bytes, fate, bytes after].
 Node = list[Any]
 _Tree = dict[str, Union["_Tree", list[int]]]
+Small = dict[int, list[int]]
+"""Fate -> [files, bytes, bytes after] of the files too small for a box of their own."""
 
 
 def render(report: Report, scan: Scan, attribution: Attribution, tally: Tally) -> str:
@@ -73,59 +76,58 @@ def _tree(scan: Scan, attribution: Attribution, tally: Tally, fates: list[str]) 
             child = node.setdefault(part + "/", {})
             assert isinstance(child, dict)
             node = child
-        node[name] = [sizes[index], code[fate] if fate else 0]
+        leaf = [sizes[index], code[fate] if fate else 0]
+        if index in tally.stripped:
+            leaf.append(tally.stripped[index])
+        node[name] = leaf
     total = sum(sizes[i] for i in range(len(scan)) if kinds[i] != DIR) or 1
     floor = total / MAX_NODES
-    groups = [_node(g.name + (f" {g.version}" if g.version else ""), t, floor)
+    groups = [_node(g.name + (f" {g.version}" if g.version else ""), t, floor, join=False)
               for g, t in zip(attribution.groups, per_group) if t]
     groups.sort(key=lambda n: -n[1])
     return [posixpath.basename(str(scan.prefix)) or str(scan.prefix),
             sum(n[1] for n in groups), -1, groups]
 
 
-def _node(name: str, tree: _Tree, floor: float) -> Node:
+def _node(name: str, tree: _Tree, floor: float, join: bool = True) -> Node:
     """A directory's node; runs of single subdirectories join (``lib/python3.11/``), and
     files below ``floor`` bytes become one box per fate (``(41 files)``)."""
-    while len(tree) == 1:
+    while join and len(tree) == 1:
         (only, sub), = tree.items()
         if not isinstance(sub, dict):
             break
         name, tree = f"{name}/{only.rstrip('/')}", sub
     children: list[Node] = []
-    small: dict[int, list[int]] = {}
+    small: Small = {}
     for child, value in tree.items():
         if isinstance(value, dict):
             node = _node(child.rstrip("/"), value, floor)
             if node[1] >= floor:
                 children.append(node)
             else:
-                for fate, (count, size) in _fates(node).items():
-                    entry = small.setdefault(fate, [0, 0])
-                    entry[0] += count
-                    entry[1] += size
+                _absorb(node, small)
         elif value[0] >= floor:
-            children.append([child, value[0], value[1]])
+            children.append([child, *value])
         else:
-            entry = small.setdefault(value[1], [0, 0])
-            entry[0] += 1
-            entry[1] += value[0]
-    for fate, (count, size) in small.items():
-        children.append([f"({count} small file{'s' if count > 1 else ''})", size, fate])
+            _absorb([child, *value], small)
+    for fate, (count, size, after) in sorted(small.items()):
+        leaf = [f"({count:,} small file{'s' if count > 1 else ''})", size, fate]
+        children.append(leaf + [after] if after != size else leaf)
     children.sort(key=lambda n: -n[1])
     return [name, sum(n[1] for n in children), -1, children]
 
 
-def _fates(node: Node) -> dict[int, tuple[int, int]]:
-    """Files and bytes per fate below ``node``."""
-    if len(node) == 3:
-        count = int(node[0][1:].split()[0]) if node[0].startswith("(") else 1
-        return {node[2]: (count, node[1])}
-    out: dict[int, tuple[int, int]] = {}
-    for child in node[3]:
-        for fate, (count, size) in _fates(child).items():
-            had = out.get(fate, (0, 0))
-            out[fate] = (had[0] + count, had[1] + size)
-    return out
+def _absorb(node: Node, small: Small) -> None:
+    """Add the files of ``node`` (a leaf, an aggregate or a directory) to ``small``."""
+    if len(node) > 3 and isinstance(node[3], list):
+        for child in node[3]:
+            _absorb(child, small)
+        return
+    count = int(node[0][1:].split()[0].replace(",", "")) if node[0].startswith("(") else 1
+    entry = small.setdefault(node[2], [0, 0, 0])
+    entry[0] += count
+    entry[1] += node[1]
+    entry[2] += node[3] if len(node) > 3 else node[1]
 
 
 def _summary(report: Report) -> str:
@@ -246,7 +248,7 @@ function human(n) {
 function prepare(node, parent) {
   node.parent = parent;
   node.byFate = {};
-  if (node.length > 3) {
+  if (isDir(node)) {
     for (const c of node[3]) {
       prepare(c, node);
       for (const f in c.byFate) node.byFate[f] = (node.byFate[f] || 0) + c.byFate[f];
@@ -256,6 +258,8 @@ function prepare(node, parent) {
   }
 }
 prepare(D.tree, null);
+function isDir(node) { return Array.isArray(node[3]); }
+function fateName(f) { return +f === 0 ? "stays" : D.fates[f] === "strip" ? "stripped" : "removed by " + D.fates[f]; }
 function dominant(node) {
   let best = 0, most = -1;
   for (const f in node.byFate) if (node.byFate[f] > most) { most = node.byFate[f]; best = +f; }
@@ -273,10 +277,11 @@ function owner(node) {
 }
 function describe(node) {
   const fates = Object.keys(node.byFate).sort((a, b) => node.byFate[b] - node.byFate[a])
-    .map(f => D.fates[f] + " " + human(node.byFate[f])).join(", ");
-  const where = node.parent ? (owner(node) === node[0] ? "" : path(node) + (node.length > 3 ? "/" : "")) : D.prefix;
-  return (where ? where + " \\u00b7 " : "") + human(node[1]) + " (" + node[1].toLocaleString("en") +
-    " bytes) \\u00b7 owner: " + (owner(node) || "all") + " \\u00b7 " + fates;
+    .map(f => fateName(f) + " " + human(node.byFate[f])).join(", ");
+  const stripped = !isDir(node) && node.length > 3 ? " → " + human(node[3]) + " after the strip" : "";
+  const where = node.parent ? (owner(node) === node[0] ? "" : path(node) + (isDir(node) ? "/" : "")) : D.prefix;
+  return (where ? where + " · " : "") + human(node[1]) + " (" + node[1].toLocaleString("en") +
+    " bytes) · owner: " + (owner(node) || "all") + " · " + fates + stripped;
 }
 // Squarified treemap (Bruls, Huizing, van Wijk): rows of boxes with the best aspect ratio.
 function squarify(items, x, y, w, h, out) {
@@ -307,18 +312,22 @@ function squarify(items, x, y, w, h, out) {
 let root = D.tree, count = 0;
 function draw(node, box, x, y, w, h, depth) {
   const el = document.createElement("div");
-  const isDir = node.length > 3;
-  el.className = "t" + (isDir ? " d" : "");
+  const dir = isDir(node);
+  el.className = "t" + (dir ? " d" : "");
   el.style.left = x + "px"; el.style.top = y + "px"; el.style.width = w + "px"; el.style.height = h + "px";
   el.node = node;
-  if (!isDir || w < 3 * MIN || h < 2 * MIN || depth > 7) el.style.background = D.colours[isDir ? dominant(node) : node[2]];
+  if (!dir || w < 3 * MIN || h < 2 * MIN || depth > 7) el.style.background = D.colours[dir ? dominant(node) : node[2]];
+  if (!dir && node.length > 3) {  // stripped: the part that stays solid, the part freed pale
+    const kept = (100 * node[3] / node[1]).toFixed(1);
+    el.style.background = "linear-gradient(to right, " + D.colours[node[2]] + " " + kept + "%, #c6d7ea " + kept + "%)";
+  }
   box.appendChild(el); count++;
   if (w > 30 && h > 13) {
     const label = document.createElement("div");
-    label.className = "l"; label.textContent = node[0] + " " + human(node[1]);
+    label.className = "l"; label.textContent = node[0] + (dir && node.parent !== D.tree ? "/ " : " ") + human(node[1]);
     el.appendChild(label);
   }
-  if (isDir && w >= 3 * MIN && h >= 2 * MIN && depth <= 7) {
+  if (dir && w >= 3 * MIN && h >= 2 * MIN && depth <= 7) {
     const top = 14, out = [];
     squarify(node[3].filter(c => c[1] > 0), 1, top, w - 4, h - top - 3, out);
     for (const [c, cx, cy, cw, ch] of out) if (cw >= 2 && ch >= 2) draw(c, el, cx, cy, cw, ch, depth + 1);
@@ -346,9 +355,9 @@ function zoom(node) { root = node; render(); }
 map.addEventListener("click", ev => {
   let el = ev.target.closest(".t");
   if (!el) return;
-  let n = el.node;
-  if (n.length <= 3) n = n.parent;
-  if (n && n !== root) zoom(n);
+  let n = el.node;  // one level at a time: the box under the pointer below the root
+  while (n.parent && n.parent !== root) n = n.parent;
+  if (isDir(n)) zoom(n);
 });
 map.addEventListener("mousemove", ev => {
   const el = ev.target.closest(".t");
@@ -369,7 +378,7 @@ D.fates.forEach((f, i) => {
   s.innerHTML = "<span class=sw></span>";
   s.firstChild.style.background = D.colours[i];
   s.appendChild(document.createTextNode((i ? "removed by " + f : f) + " " + human(D.tree.byFate[i])));
-  if (f === "strip") s.lastChild.textContent = "stripped " + human(D.tree.byFate[i]) + " (area: size before)";
+  if (f === "strip") s.lastChild.textContent = "stripped " + human(D.tree.byFate[i]) + " (pale: what the strip frees)";
   legend.appendChild(s);
 });
 render();

@@ -63,6 +63,8 @@ class Tally:
     shrank that entry's inode; entries absent here stay as they are."""
     removed: bytearray
     """The plan's removal mask the tally was made with (1 = removed)."""
+    stripped: dict[int, int]
+    """Scan index -> apparent size after the strip phase, for the files it rewrites."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,7 @@ def tally(attribution: Attribution, the_plan: Plan, removed: bytearray,
         sizes[owner[index]] += scan.sizes[index]
     saved: list[dict[str, int]] = [{} for _ in attribution.groups]
     fates: dict[int, str] = {}
+    stripped: dict[int, int] = {}
 
     def charge(group: int, line: str, saving: Saving) -> None:
         if saving.bytes:
@@ -142,6 +145,7 @@ def tally(attribution: Attribution, the_plan: Plan, removed: bytearray,
         charge(owner[item.index], strip_line, ledger.replace(item.index, item.size,
                                                               item.allocated))
         fates[item.index] = strip_line
+        stripped[item.index] = item.size
     unowned = next(n for n, g in enumerate(attribution.groups) if g.kind == "unowned")
     for path, size, allocated in metadata:
         found = scan.find(path)
@@ -151,7 +155,7 @@ def tally(attribution: Attribution, the_plan: Plan, removed: bytearray,
             charge(owner[found], "conda-meta", ledger.replace(found, size, allocated))
     rows = [Package(g.name, g.version, g.kind, sizes[n], sum(saved[n].values()), saved[n])
             for n, g in enumerate(attribution.groups) if sizes[n] or saved[n]]
-    return Tally(tuple(sorted(rows, key=lambda p: (-p.size, p.name))), fates, removed)
+    return Tally(tuple(sorted(rows, key=lambda p: (-p.size, p.name))), fates, removed, stripped)
 
 
 def _name_version(stem: str) -> tuple[str, str]:
