@@ -27,7 +27,7 @@ from typing import Any, Union
 
 from shrinkconda import strip
 from shrinkconda.errors import StripToolMissing
-from shrinkconda.scan import DIR, Scan
+from shrinkconda.scan import DIR, FILE, Scan
 
 ZSTD_MISSING = ("zstd sizes need the zstandard package, not installed: "
                 "pip install 'shrinkconda[zstd]' (or pip install zstandard)")
@@ -154,6 +154,7 @@ def _write_tar(scan: Scan, removed: bytearray | None, replaced: Mapping[int, Sou
         name = f"./{relpath}" if relpath else "."
         info = _tarinfo(name, st)
         source: Source | None = replaced.get(index)
+        key = None
         if stat.S_ISREG(st.st_mode) and source is None and st.st_nlink > 1:
             key = (st.st_dev, st.st_ino)
             if key in first_link:
@@ -171,21 +172,26 @@ def _write_tar(scan: Scan, removed: bytearray | None, replaced: Mapping[int, Sou
         if not relpath:
             continue  # zip has no entry for "."
         zip_name = len(os.fsencode(relpath)) + (info.type == tarfile.DIRTYPE)
+        linked = (_link_target(scan, path, removed, replaced)
+                  if info.type == tarfile.SYMTYPE else None)
         if info.type == tarfile.REGTYPE and source is not None:
             zip_feed.put((_Zip.BEGIN, zip_name))
             for chunk in _chunks(source):
                 emit(chunk)
                 zip_feed.put(chunk)
             emit(bytes(-info.size % _BLOCK))
-            zip_feed.put((_Zip.END, 0))
-        elif info.type == tarfile.LNKTYPE or (info.type == tarfile.SYMTYPE
-                                               and os.path.isfile(path)):
-            zip_feed.put((_Zip.BEGIN, zip_name))  # zip stores every link's bytes
-            for chunk in _chunks(path):
+            zip_feed.put((_Zip.END, key))
+        elif info.type == tarfile.LNKTYPE:  # zip stores every link's bytes: same as the first
+            zip_feed.put((_Zip.AGAIN, zip_name, key))
+        elif linked is not None:
+            zip_feed.put((_Zip.BEGIN, zip_name))
+            for chunk in _chunks(linked):
                 zip_feed.put(chunk)
-            zip_feed.put((_Zip.END, 0))
-        elif info.type == tarfile.SYMTYPE:  # to a directory or dangling: as zip -y does
-            zip_feed.put((_Zip.ENTRY, zip_name, len(os.fsencode(info.linkname))))
+            zip_feed.put((_Zip.END, None))
+        elif info.type == tarfile.SYMTYPE and os.path.isdir(path):
+            _zip_directory_link(scan, relpath, path, removed, replaced, zip_feed)
+        elif info.type == tarfile.SYMTYPE:  # dangling, or its target is gone: zip skips it
+            pass
         else:
             zip_feed.put((_Zip.ENTRY, zip_name, 0))
     for relpath, content in added.items():
@@ -195,9 +201,52 @@ def _write_tar(scan: Scan, removed: bytearray | None, replaced: Mapping[int, Sou
         emit(content + bytes(-len(content) % _BLOCK))
         zip_feed.put((_Zip.BEGIN, len(os.fsencode(relpath))))
         zip_feed.put(content)
-        zip_feed.put((_Zip.END, 0))
+        zip_feed.put((_Zip.END, None))
     emit(bytes(2 * _BLOCK))
     emit(bytes(-written % _RECORD))
+
+
+def _zip_directory_link(scan: Scan, relpath: str, path: str, removed: bytearray | None,
+                        replaced: Mapping[int, Source], zip_feed: _Feeder) -> None:
+    """``zip -r`` follows a symlink to a directory: the target's tree again, under the
+    link's name. Directory links inside it are not followed again (no loops)."""
+    target = os.path.relpath(os.path.realpath(path), scan.prefix)
+    top = None if target.startswith("..") else scan.find(target)
+    if top is None or (removed is not None and removed[top]):
+        return
+    cut = len(scan.paths[top])
+    for index in range(top, scan.ends[top]):
+        if removed is not None and removed[index]:
+            continue
+        name = len(os.fsencode(relpath + scan.paths[index][cut:]))
+        if scan.kinds[index] == DIR:
+            zip_feed.put((_Zip.ENTRY, name + 1, 0))
+        else:
+            full = os.path.join(scan.prefix, scan.paths[index])
+            source = (replaced.get(index, full) if scan.kinds[index] == FILE
+                      else _link_target(scan, full, removed, replaced))
+            if source is None:
+                continue
+            zip_feed.put((_Zip.BEGIN, name))
+            for chunk in _chunks(source):
+                zip_feed.put(chunk)
+            zip_feed.put((_Zip.END, None))
+
+
+def _link_target(scan: Scan, path: str, removed: bytearray | None,
+                 replaced: Mapping[int, Source]) -> Source | None:
+    """What ``zip -r`` stores for a symlink: its target's bytes when that is a regular
+    file, as the archive sees it (stripped, or gone); ``None``: stored as a link."""
+    target = os.path.realpath(path)
+    if not os.path.isfile(target):
+        return None
+    relpath = os.path.relpath(target, scan.prefix)
+    index = None if relpath.startswith("..") else scan.find(relpath)
+    if index is None:
+        return target
+    if removed is not None and removed[index]:
+        return None
+    return replaced.get(index, target)
 
 
 def _tarinfo(name: str, st: os.stat_result) -> tarfile.TarInfo:
@@ -264,16 +313,19 @@ class _Stream(_Sink):
 
 
 class _Zip(_Sink):
-    """``zip -6``: each file deflated on its own, stored when that does not help.
+    """``zip -6``: each file deflated on its own (empty ones stored).
 
-    Items: ``(BEGIN, name_length)``, the file's chunks, ``(END, 0)``; or
+    Items: ``(BEGIN, name_length)``, the file's chunks, ``(END, inode or None)``;
+    ``(AGAIN, name_length, inode)`` for another link of an inode already compressed;
     ``(ENTRY, name_length, data_length)`` for an entry with nothing to compress.
     """
 
-    BEGIN, END, ENTRY = "begin", "end", "entry"
+    BEGIN, END, AGAIN, ENTRY = "begin", "end", "again", "entry"
 
     def __init__(self) -> None:
         self._length = _ZIP_END
+        self._linked: dict[Any, int] = {}
+        """Inode -> its compressed length, so each hard-linked file is deflated once."""
         self._name = self._raw = self._packed = 0
         self._deflate: Any = None
 
@@ -287,8 +339,12 @@ class _Zip(_Sink):
                 self._deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
             elif item[0] == self.END:
                 self._packed += len(self._deflate.flush())
-                self._length += (_ZIP_LOCAL + _ZIP_CENTRAL + 2 * self._name
-                                 + min(self._raw, self._packed))
+                data = self._packed if self._raw else 0  # zip keeps deflate even if it is larger
+                self._length += _ZIP_LOCAL + _ZIP_CENTRAL + 2 * self._name + data
+                if item[1] is not None:
+                    self._linked[item[1]] = data
+            elif item[0] == self.AGAIN:
+                self._length += _ZIP_LOCAL + _ZIP_CENTRAL + 2 * item[1] + self._linked[item[2]]
             else:
                 self._length += _ZIP_LOCAL + _ZIP_CENTRAL + 2 * item[1] + item[2]
 
