@@ -39,7 +39,8 @@ def render(report: Report, scan: Scan, attribution: Attribution, tally: Tally) -
     tree = _tree(scan, attribution, tally, fates)
     colours = {f: _COLOURS.get(f, _SPARE[n % len(_SPARE)]) for n, f in enumerate(fates)}
     data = {"fates": fates, "colours": [colours[f] for f in fates], "tree": tree,
-            "prefix": report.prefix}
+            "prefix": report.prefix,
+            "saved": [report.size_after] + [ln.saving.bytes for ln in report.lines]}
     payload = json.dumps(data, separators=(",", ":"), ensure_ascii=True).replace("</", "<\\/")
     title = f"shrinkconda {'audit' if report.dry_run else 'shrink'}: {report.prefix}"
     return (_PAGE.replace("@TITLE@", html.escape(_printable(title)))
@@ -377,8 +378,10 @@ D.fates.forEach((f, i) => {
   const s = document.createElement("span");
   s.innerHTML = "<span class=sw></span>";
   s.firstChild.style.background = D.colours[i];
-  s.appendChild(document.createTextNode((i ? "removed by " + f : f) + " " + human(D.tree.byFate[i])));
-  if (f === "strip") s.lastChild.textContent = "stripped " + human(D.tree.byFate[i]) + " (pale: what the strip frees)";
+  // The report's figures (directories included), as in the tables below.
+  s.appendChild(document.createTextNode(i ? "removed by " + f + ": " + human(D.saved[i])
+                                          : "stays: " + human(D.saved[0]) + " after the shrink"));
+  if (f === "strip") s.lastChild.textContent = "stripped: frees " + human(D.saved[i]) + " (the pale part)";
   legend.appendChild(s);
 });
 render();
