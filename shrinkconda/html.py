@@ -4,6 +4,7 @@ embedded JSON, no network) with a zoomable treemap of the prefix and the report'
 
 from __future__ import annotations
 
+import heapq
 import html
 import json
 import posixpath
@@ -16,9 +17,10 @@ from shrinkconda.scan import DIR, Scan
 STAYS = "stays"
 """The fate of bytes the shrink leaves alone."""
 
-MAX_NODES = 12_000
-"""About how many boxes the page's data holds; smaller files are aggregated, so a
-100k-file prefix still makes a page of a megabyte or two."""
+MAX_NODES = 10_000
+"""About how many files get a box of their own in the page's data; the smaller ones
+are grouped per directory and fate, so a 100k-file prefix makes a page of about a
+megabyte."""
 
 _COLOURS = {STAYS: "#a3acb9", "pkgs-cache": "#e15759", "tests": "#f28e2b",
             "static-libs": "#b07aa1", "bytecode": "#edc948", "docs": "#59a14f",
@@ -81,13 +83,27 @@ def _tree(scan: Scan, attribution: Attribution, tally: Tally, fates: list[str]) 
         if index in tally.stripped:
             leaf.append(tally.stripped[index])
         node[name] = leaf
-    total = sum(sizes[i] for i in range(len(scan)) if kinds[i] != DIR) or 1
-    floor = total / MAX_NODES
+    floor = _floor(per_group)
     groups = [_node(g.name + (f" {g.version}" if g.version else ""), t, floor, join=False)
               for g, t in zip(attribution.groups, per_group) if t]
     groups.sort(key=lambda n: -n[1])
     return [posixpath.basename(str(scan.prefix)) or str(scan.prefix),
             sum(n[1] for n in groups), -1, groups]
+
+
+def _floor(trees: list[_Tree]) -> int:
+    """The size of about the :data:`MAX_NODES`-th largest file: smaller ones are grouped."""
+    sizes: list[int] = []
+    stack = list(trees)
+    while stack:
+        for value in stack.pop().values():
+            if isinstance(value, dict):
+                stack.append(value)
+            else:
+                sizes.append(value[0])
+    if len(sizes) <= MAX_NODES:
+        return 0
+    return heapq.nlargest(MAX_NODES, sizes)[-1] + 1
 
 
 def _node(name: str, tree: _Tree, floor: float, join: bool = True) -> Node:
