@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from shrinkconda import compressed, condameta, html, packages
+from shrinkconda import cacheview, compressed, condameta, html, packages
 from shrinkconda.errors import ShrinkError
 from shrinkconda.plan import Plan
 from shrinkconda.report import Report
@@ -63,7 +63,7 @@ class Breakdown:
         self.before = compressed.measure(the_plan.scan) if wanted.compressed else None
 
     def finish(self, report: Report, removed: bytearray, replaced: Sequence[Replacement],
-               metadata: Sequence[tuple[str, int, int]],
+               metadata: Sequence[condameta.Change],
                after: Callable[[], compressed.Sizes] | None) -> Report:
         """The report with the parts asked for; writes the page if one was asked for.
         ``after`` measures the compressed "after" archive; ``None``: nothing changed."""
@@ -89,29 +89,58 @@ class Breakdown:
 
 def predicted_after(the_plan: Plan, removed: bytearray, replaced: Sequence[Replacement],
                     strip_mode: str | None, payload: dict[str, Any],
+                    metadata: Sequence[condameta.Change],
                     jobs: int | None = None) -> compressed.Sizes:
     """The audit's "after" archive: the files the plan keeps, stripped ones as a real
-    ``strip -o`` writes them (into a temporary directory), records as the commit would
-    rewrite them."""
+    ``strip -o`` writes them (into a temporary directory), ``conda-meta`` as the commit
+    would leave it (records rewritten or dropped, package-cache views, the history)."""
     scan_, root = the_plan.scan, the_plan.scan.prefix
-    contents: dict[int, compressed.Source] = {}
-    added: dict[str, bytes] = {}
-    for path, text in condameta.updated_records(root, payload):
-        index = scan_.find(f"conda-meta/{path.name}")
+    gone = bytearray(removed)
+
+    def drop(relpath: str) -> None:
+        index = scan_.find(relpath)
         if index is not None:
-            contents[index] = text.encode()
+            gone[index:scan_.ends[index]] = b"\x01" * (scan_.ends[index] - index)
+
+    for change in metadata:
+        if change.gone:
+            drop(change.path)
+    contents: dict[int, compressed.Source] = {}
+    added: list[compressed.Added] = []
+    for record in condameta.updated_records(root, payload):
+        index = scan_.find(f"conda-meta/{record.record.name}")
+        if record.drop:
+            drop(f"conda-meta/{record.record.name}")
+            continue
+        if record.text is not None and index is not None:
+            contents[index] = record.text.encode()
+        if record.view is not None:
+            drop(cacheview.relpath(record.view.stem))  # written afresh below
+            added += _view_entries(record.view)
+    views = f"conda-meta/{cacheview.VIEWS}"
+    if added and (scan_.find(views) is None or gone[scan_.find(views) or 0]):
+        added.insert(0, compressed.Added(views, "dir"))
     history = f"conda-meta/{condameta.HISTORY}"
     line = condameta.history_line(payload).encode()
     index = scan_.find(history)
     if index is None:
-        added[history] = line
+        added.append(compressed.Added(history, "file", line))
     else:
         contents[index] = (root / history).read_bytes() + line
     with compressed.temporary_directory() as temp:
         if strip_mode is not None and replaced:
             contents.update(compressed.stripped_copies(
                 scan_, [r.index for r in replaced], strip_mode, temp, jobs))
-        return compressed.measure(scan_, removed, contents, added)
+        return compressed.measure(scan_, gone, contents, added)
+
+
+def _view_entries(view: cacheview.View) -> list[compressed.Added]:
+    root = cacheview.relpath(view.stem)
+    entries = [compressed.Added(root, "dir"), compressed.Added(f"{root}/info", "dir"),
+               compressed.Added(f"{root}/info/paths.json", "file", view.paths_json.encode())]
+    entries += [compressed.Added(f"{root}/{name}", "symlink", target.encode())
+                for name, target in view.links]
+    return entries
 
 
 def measured_after(root: Path) -> compressed.Sizes:

@@ -23,11 +23,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 from shrinkconda import strip
 from shrinkconda.errors import StripToolMissing
-from shrinkconda.scan import DIR, FILE, Scan
+from shrinkconda.scan import DIR, FILE, SYMLINK, Scan
 
 ZSTD_MISSING = ("zstd sizes need the zstandard package, not installed: "
                 "pip install 'shrinkconda[zstd]' (or pip install zstandard)")
@@ -41,6 +41,18 @@ _ZIP_LOCAL, _ZIP_CENTRAL, _ZIP_END = 30 + 13 + 15, 46 + 9 + 4, 22
 
 Source = Union[str, bytes]
 """A member's new content: the path of a file holding it, or the bytes themselves."""
+
+
+@dataclass(frozen=True)
+class Added:
+    """An entry the "after" archive has and the scan does not (a file a commit writes)."""
+
+    path: str
+    """Relative to the prefix."""
+    kind: str
+    """``file``, ``dir`` or ``symlink``."""
+    data: bytes = b""
+    """A file's bytes, or a symlink's target."""
 
 
 @dataclass(frozen=True)
@@ -65,10 +77,10 @@ class Compressed:
 
 def measure(scan: Scan, removed: bytearray | None = None,
             replaced: Mapping[int, Source] | None = None,
-            added: Mapping[str, bytes] | None = None) -> Sizes:
+            added: Sequence[Added] = ()) -> Sizes:
     """Compress the scanned prefix as it is, or as it will be: without the entries
-    ``removed`` marks, with ``replaced`` contents, plus ``added`` files (relative path to
-    bytes, put at the end of the archive)."""
+    ``removed`` marks, with ``replaced`` contents, plus ``added`` entries (put at the end
+    of the archive)."""
     zstd = _zstd_compressor()
     sinks: list[_Sink] = [_Stream(zlib.compressobj(6, zlib.DEFLATED, 31))]
     if zstd is not None:
@@ -78,7 +90,7 @@ def measure(scan: Scan, removed: bytearray | None = None,
         feeders = [_Feeder(pool, sink) for sink in (*sinks, zipper)]
         tar_feeds, zip_feed = feeders[:-1], feeders[-1]
         try:
-            _write_tar(scan, removed, replaced or {}, added or {}, tar_feeds, zip_feed)
+            _write_tar(scan, removed, replaced or {}, added, tar_feeds, zip_feed)
         finally:
             results = [feeder.close() for feeder in feeders]
     return Sizes(results[0], results[1] if zstd is not None else None, results[-1])
@@ -134,119 +146,159 @@ def _order(scan: Scan, removed: bytearray | None) -> Iterator[int]:
 
 
 def _write_tar(scan: Scan, removed: bytearray | None, replaced: Mapping[int, Source],
-               added: Mapping[str, bytes], tar_feeds: list[_Feeder], zip_feed: _Feeder) -> None:
-    first_link: dict[tuple[int, int], str] = {}
-    written = 0
+               added: Sequence[Added], tar_feeds: list[_Feeder], zip_feed: _Feeder) -> None:
+    _Archive(scan, removed, replaced, tar_feeds, zip_feed).write(added)
 
-    def emit(data: bytes) -> None:
-        nonlocal written
-        written += len(data)
-        for feed in tar_feeds:
+
+_Key = Optional[tuple[Any, ...]]
+"""What makes two zip members' bytes the same: the inode, or the replacement's index."""
+
+
+class _Archive:
+    """One pass over the prefix, feeding the tar stream and the zip's members."""
+
+    def __init__(self, scan: Scan, removed: bytearray | None, replaced: Mapping[int, Source],
+                 tar_feeds: list[_Feeder], zip_feed: _Feeder) -> None:
+        self.scan, self.removed, self.replaced = scan, removed, replaced
+        self.tar_feeds, self.zip_feed = tar_feeds, zip_feed
+        self.written = 0
+        self.first_link: dict[tuple[int, int], str] = {}
+        self.zipped: set[tuple[Any, ...]] = set()
+        """Keys whose bytes the zip has deflated: another link is the same size again."""
+
+    def write(self, added: Sequence[Added]) -> None:
+        for index in _order(self.scan, self.removed):
+            self._entry(index)
+        for extra in added:
+            self._added(extra)
+        self._emit(bytes(2 * _BLOCK))
+        self._emit(bytes(-self.written % _RECORD))
+
+    def _gone(self, index: int) -> bool:
+        return self.removed is not None and bool(self.removed[index])
+
+    def _emit(self, data: bytes) -> None:
+        self.written += len(data)
+        for feed in self.tar_feeds:
             feed.put(data)
 
-    for index in _order(scan, removed):
-        relpath = scan.paths[index]
-        path = os.path.join(scan.prefix, relpath)
+    def _entry(self, index: int) -> None:
+        relpath = self.scan.paths[index]
+        path = os.path.join(self.scan.prefix, relpath)
         try:
             st = os.lstat(path)
         except OSError:
-            continue  # vanished since the scan
+            return  # vanished since the scan
         name = f"./{relpath}" if relpath else "."
         info = _tarinfo(name, st)
-        source: Source | None = replaced.get(index)
-        key = None
-        if stat.S_ISREG(st.st_mode) and source is None and st.st_nlink > 1:
-            key = (st.st_dev, st.st_ino)
-            if key in first_link:
-                info.type, info.linkname, info.size = tarfile.LNKTYPE, first_link[key], 0
-            else:
-                first_link[key] = name
+        source: Source | None = self.replaced.get(index)
+        key: tuple[Any, ...] = ("replaced", index) if source is not None else \
+            (st.st_dev, st.st_ino)
+        if info.type == tarfile.REGTYPE and source is None and st.st_nlink > 1:
+            first = self.first_link.setdefault((st.st_dev, st.st_ino), name)
+            if first != name:
+                info.type, info.linkname = tarfile.LNKTYPE, first
         if info.type == tarfile.REGTYPE:
             source = path if source is None else source
             info.size = len(source) if isinstance(source, bytes) else os.path.getsize(source)
         elif info.type == tarfile.SYMTYPE:
             info.linkname = os.readlink(path)
         elif info.type not in (tarfile.DIRTYPE, tarfile.LNKTYPE):
-            continue  # sockets, fifos, devices: not in a conda prefix worth archiving
-        emit(info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape"))
-        if not relpath:
-            continue  # zip has no entry for "."
-        zip_name = len(os.fsencode(relpath)) + (info.type == tarfile.DIRTYPE)
-        linked = (_link_target(scan, path, removed, replaced)
-                  if info.type == tarfile.SYMTYPE else None)
+            return  # sockets, fifos, devices: not in a conda prefix worth archiving
+        self._emit(info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape"))
         if info.type == tarfile.REGTYPE and source is not None:
-            zip_feed.put((_Zip.BEGIN, zip_name))
+            zip_too = bool(relpath) and key not in self.zipped
+            if zip_too:
+                self.zip_feed.put((_Zip.BEGIN, len(os.fsencode(relpath))))
             for chunk in _chunks(source):
-                emit(chunk)
-                zip_feed.put(chunk)
-            emit(bytes(-info.size % _BLOCK))
-            zip_feed.put((_Zip.END, key))
-        elif info.type == tarfile.LNKTYPE:  # zip stores every link's bytes: same as the first
-            zip_feed.put((_Zip.AGAIN, zip_name, key))
-        elif linked is not None:
-            zip_feed.put((_Zip.BEGIN, zip_name))
-            for chunk in _chunks(linked):
-                zip_feed.put(chunk)
-            zip_feed.put((_Zip.END, None))
-        elif info.type == tarfile.SYMTYPE and os.path.isdir(path):
-            _zip_directory_link(scan, relpath, path, removed, replaced, zip_feed)
-        elif info.type == tarfile.SYMTYPE:  # dangling, or its target is gone: zip skips it
-            pass
-        else:
-            zip_feed.put((_Zip.ENTRY, zip_name, 0))
-    for relpath, content in added.items():
-        info = tarfile.TarInfo(f"./{relpath}")
-        info.size, info.mode = len(content), 0o644
-        emit(info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape"))
-        emit(content + bytes(-len(content) % _BLOCK))
-        zip_feed.put((_Zip.BEGIN, len(os.fsencode(relpath))))
-        zip_feed.put(content)
-        zip_feed.put((_Zip.END, None))
-    emit(bytes(2 * _BLOCK))
-    emit(bytes(-written % _RECORD))
+                self._emit(chunk)
+                if zip_too:
+                    self.zip_feed.put(chunk)
+            self._emit(bytes(-info.size % _BLOCK))
+            if zip_too:
+                self.zip_feed.put((_Zip.END, key))
+                self.zipped.add(key)
+            elif relpath:
+                self.zip_feed.put((_Zip.AGAIN, len(os.fsencode(relpath)), key))
+        elif relpath:
+            self._zip_member(relpath, index, info)
 
-
-def _zip_directory_link(scan: Scan, relpath: str, path: str, removed: bytearray | None,
-                        replaced: Mapping[int, Source], zip_feed: _Feeder) -> None:
-    """``zip -r`` follows a symlink to a directory: the target's tree again, under the
-    link's name. Directory links inside it are not followed again (no loops)."""
-    target = os.path.relpath(os.path.realpath(path), scan.prefix)
-    top = None if target.startswith("..") else scan.find(target)
-    if top is None or (removed is not None and removed[top]):
-        return
-    cut = len(scan.paths[top])
-    for index in range(top, scan.ends[top]):
-        if removed is not None and removed[index]:
-            continue
-        name = len(os.fsencode(relpath + scan.paths[index][cut:]))
-        if scan.kinds[index] == DIR:
-            zip_feed.put((_Zip.ENTRY, name + 1, 0))
+    def _zip_member(self, relpath: str, index: int, info: tarfile.TarInfo) -> None:
+        """What ``zip -r`` adds for an entry with no bytes of its own in the tar."""
+        name = len(os.fsencode(relpath))
+        if info.type == tarfile.DIRTYPE:
+            self.zip_feed.put((_Zip.ENTRY, name + 1, 0))
+        elif info.type == tarfile.LNKTYPE:
+            scan = self.scan
+            self._zip_file(name, (scan.devs[index], scan.inos[index]),
+                           os.path.join(scan.prefix, relpath))
         else:
-            full = os.path.join(scan.prefix, scan.paths[index])
-            source = (replaced.get(index, full) if scan.kinds[index] == FILE
-                      else _link_target(scan, full, removed, replaced))
-            if source is None:
+            self._follow(relpath, _inside(self.scan, os.path.realpath(
+                os.path.join(self.scan.prefix, relpath))))
+
+    def _follow(self, relpath: str, target: str | None) -> None:
+        """``zip -r`` follows symlinks: a file's bytes, or a directory's tree again under
+        the link's name (links inside it to directories are not followed: no loops).
+        Dangling links, and links to what the shrink removes, are skipped, as zip does."""
+        top = None if target is None else self.scan.find(target)
+        if top is None or self._gone(top):
+            return
+        scan = self.scan
+        cut = len(scan.paths[top])
+        for index in range(top, scan.ends[top] if scan.kinds[top] == DIR else top + 1):
+            if self._gone(index):
                 continue
-            zip_feed.put((_Zip.BEGIN, name))
-            for chunk in _chunks(source):
-                zip_feed.put(chunk)
-            zip_feed.put((_Zip.END, None))
+            name = len(os.fsencode(relpath + scan.paths[index][cut:]))
+            kind = scan.kinds[index]
+            if kind == DIR:
+                self.zip_feed.put((_Zip.ENTRY, name + 1, 0))
+            elif kind == FILE:
+                source = self.replaced.get(index)
+                key = ("replaced", index) if source is not None else \
+                    (scan.devs[index], scan.inos[index])
+                self._zip_file(name, key, source or os.path.join(scan.prefix, scan.paths[index]))
+            elif kind == SYMLINK and index != top:
+                inner = _inside(scan, os.path.realpath(os.path.join(scan.prefix, scan.paths[index])))
+                found = None if inner is None else scan.find(inner)
+                if found is not None and scan.kinds[found] == FILE and not self._gone(found):
+                    self._follow(relpath + scan.paths[index][cut:], inner)
+
+    def _zip_file(self, name: int, key: _Key, source: Source) -> None:
+        if key is not None and key in self.zipped:
+            self.zip_feed.put((_Zip.AGAIN, name, key))
+            return
+        self.zip_feed.put((_Zip.BEGIN, name))
+        for chunk in _chunks(source):
+            self.zip_feed.put(chunk)
+        self.zip_feed.put((_Zip.END, key))
+        if key is not None:
+            self.zipped.add(key)
+
+    def _added(self, extra: Added) -> None:
+        info = tarfile.TarInfo(f"./{extra.path}")
+        name = len(os.fsencode(extra.path))
+        if extra.kind == "dir":
+            info.type, info.mode, info.name = tarfile.DIRTYPE, 0o755, info.name + "/"
+            self._emit(info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape"))
+            self.zip_feed.put((_Zip.ENTRY, name + 1, 0))
+        elif extra.kind == "symlink":
+            info.type, info.mode = tarfile.SYMTYPE, 0o777
+            info.linkname = os.fsdecode(extra.data)
+            self._emit(info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape"))
+            self._follow(extra.path, _inside(self.scan, os.path.normpath(os.path.join(
+                self.scan.prefix, os.path.dirname(extra.path), info.linkname))))
+        else:
+            info.size, info.mode = len(extra.data), 0o644
+            self._emit(info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape"))
+            self._emit(extra.data + bytes(-len(extra.data) % _BLOCK))
+            self._zip_file(name, None, extra.data)
 
 
-def _link_target(scan: Scan, path: str, removed: bytearray | None,
-                 replaced: Mapping[int, Source]) -> Source | None:
-    """What ``zip -r`` stores for a symlink: its target's bytes when that is a regular
-    file, as the archive sees it (stripped, or gone); ``None``: stored as a link."""
-    target = os.path.realpath(path)
-    if not os.path.isfile(target):
-        return None
-    relpath = os.path.relpath(target, scan.prefix)
-    index = None if relpath.startswith("..") else scan.find(relpath)
-    if index is None:
-        return target
-    if removed is not None and removed[index]:
-        return None
-    return replaced.get(index, target)
+def _inside(scan: Scan, path: str) -> str | None:
+    """``path`` relative to the prefix, or ``None`` when it lies outside."""
+    relpath = os.path.relpath(path, scan.prefix)
+    return None if relpath == ".." or relpath.startswith("../") else \
+        ("" if relpath == "." else relpath)
 
 
 def _tarinfo(name: str, st: os.stat_result) -> tarfile.TarInfo:

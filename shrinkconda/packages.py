@@ -11,6 +11,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from shrinkconda.accounting import Ledger, Saving
+from shrinkconda.cacheview import VIEWS
+from shrinkconda.condameta import Change
 from shrinkconda.plan import Plan
 from shrinkconda.scan import DIR, FILE, Scan
 from shrinkconda.strip import Replacement
@@ -31,6 +33,8 @@ class Group:
     version: str
     kind: str
     """``conda``, ``pip`` or ``unowned``."""
+    stem: str = ""
+    """A conda package's record name (``name-version-build``)."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,7 @@ def attribute(scan: Scan) -> Attribution:
     """Work out every entry's owner; reads ``conda-meta`` (through the scan) and the
     ``RECORD`` of each ``*.dist-info`` no conda record owns. Call it before a commit
     rewrites ``conda-meta``."""
-    groups = [Group(*_name_version(stem), "conda") for stem in scan.owner_names]
+    groups = [Group(*_name_version(stem), "conda", stem) for stem in scan.owner_names]
     groups.append(Group(UNOWNED, "", "unowned"))
     unowned = len(groups) - 1
     owner = array("i", (o if o >= 0 else unowned for o in scan.owners))
@@ -106,7 +110,7 @@ def attribute(scan: Scan) -> Attribution:
 
 def tally(attribution: Attribution, the_plan: Plan, removed: bytearray,
           replaced: Iterable[Replacement],
-          metadata: Sequence[tuple[str, int, int]],
+          metadata: Sequence[Change],
           strip_line: str = "strip") -> Tally:
     """Each group's size and savings, largest first.
 
@@ -147,15 +151,32 @@ def tally(attribution: Attribution, the_plan: Plan, removed: bytearray,
         fates[item.index] = strip_line
         stripped[item.index] = item.size
     unowned = next(n for n, g in enumerate(attribution.groups) if g.kind == "unowned")
-    for path, size, allocated in metadata:
-        found = scan.find(path)
-        if found is None:
-            charge(unowned, "conda-meta", ledger.add(size, allocated))
+    top = scan.find("conda-meta")
+    where = {} if top is None else {scan.paths[i]: i for i in range(top, scan.ends[top])}
+    for change in metadata:  # as the report's conda-meta line counts them
+        found = where.get(change.path)
+        if change.gone:
+            if found is not None:
+                charge(owner[found], "conda-meta", ledger.remove((found,)))
+        elif found is None:
+            charge(_view_owner(change.path, attribution, unowned), "conda-meta",
+                   ledger.add(change.size, change.allocated))
         else:
-            charge(owner[found], "conda-meta", ledger.replace(found, size, allocated))
+            charge(owner[found], "conda-meta",
+                   ledger.replace(found, change.size, change.allocated))
     rows = [Package(g.name, g.version, g.kind, sizes[n], sum(saved[n].values()), saved[n])
             for n, g in enumerate(attribution.groups) if sizes[n] or saved[n]]
     return Tally(tuple(sorted(rows, key=lambda p: (-p.size, p.name))), fates, removed, stripped)
+
+
+def _view_owner(path: str, attribution: Attribution, unowned: int) -> int:
+    """A new ``conda-meta/.shrinkconda/<record>/...`` entry is that package's view."""
+    parts = path.split("/")
+    if len(parts) > 2 and parts[:2] == ["conda-meta", VIEWS]:
+        for index, group in enumerate(attribution.groups):
+            if group.kind == "conda" and group.stem == parts[2]:
+                return index
+    return unowned
 
 
 def _name_version(stem: str) -> tuple[str, str]:

@@ -79,7 +79,7 @@ def audit(prefix: str | os.PathLike[str], options: Options = Options(),
         report = _report(the_plan, removed, problems, dry_run=True, stripped=stripped,
                          notes=notes, metadata=metadata, removed_packages=dropped)
         return extras.finish(report, removed, replaced, metadata, lambda: breakdown.predicted_after(
-            the_plan, removed, replaced, options.strip_mode, payload, options.jobs))
+            the_plan, removed, replaced, options.strip_mode, payload, metadata, options.jobs))
 
 
 def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
