@@ -11,15 +11,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from shrinkconda import cacheview, compressed, condameta, html, packages
-from shrinkconda.errors import ShrinkError
+from shrinkconda.errors import ReportFileError
 from shrinkconda.plan import Plan
 from shrinkconda.report import Report
 from shrinkconda.scan import Problem, scan
 from shrinkconda.strip import Replacement
-
-
-class ReportFileError(ShrinkError):
-    """The ``--html`` file cannot be written where it was asked for."""
 
 
 @dataclass(frozen=True)

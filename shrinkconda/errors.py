@@ -25,3 +25,7 @@ class ElfError(ShrinkError):
 
 class StripToolMissing(ShrinkError):
     """The ``strip`` program (GNU binutils) is not installed or not on ``PATH``."""
+
+
+class ReportFileError(ShrinkError):
+    """The ``--html`` file cannot be written where it was asked for."""
