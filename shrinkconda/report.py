@@ -54,6 +54,8 @@ class Report:
     """What failed the verification, when rolled back."""
     removed_packages: tuple[str, ...] = ()
     """Packages that lost every file, and so their ``conda-meta`` record too."""
+    used_by: tuple[tuple[str, int], ...] = ()
+    """``(package, bytes)``: what the used-by selection took from each package."""
 
     @property
     def bytes_saved(self) -> int:
@@ -93,6 +95,7 @@ def to_json(report: Report) -> str:
         "rolled_back": report.rolled_back,
         "broken": [asdict(b) for b in report.broken],
         "removed_packages": list(report.removed_packages),
+        "used_by": dict(report.used_by),
     }
     return json.dumps(doc, indent=2)
 
