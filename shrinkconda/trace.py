@@ -41,7 +41,9 @@ _TAIL = 20
 """Lines of a failing workload's stderr kept for the error message."""
 
 _LINE = re.compile(r"^(\d+) +(.*)$")
-_CALL = re.compile(r"^([a-z0-9_]+)\((.*)\) += (-?\d+)(?:<((?:\\x[0-9a-f]{2})*)>)?")
+_CALL = re.compile(r"^([a-z0-9_]+)\((.*)\) += (-?\d+|\?)(?:<((?:\\x[0-9a-f]{2})*)>)?")
+_RESUMED = re.compile(r"^<\.\.\. [a-z0-9_]+ resumed>")
+_UNFINISHED = " <unfinished ...>"
 _HEX = r"((?:\\x[0-9a-f]{2})*)"
 _ARG = re.compile(r'(?:(?:AT_FDCWD|\d+)<' + _HEX + r'>, )?"' + _HEX + r'"')
 _FD = re.compile(r"<" + _HEX + r">")
@@ -122,8 +124,10 @@ def _run_one(strace: str, label: str, argv: list[str], env: dict[str, str], time
         read_end, write_end = os.pipe()
         # The tracee gets the pipe as its stderr, so strace's own messages stay apart.
         wrapper = f'exec 2>&{write_end} {write_end}>&-; exec "$@"'
-        command = [strace, "-f", "-z", "-y", "-xx", "-s", "65535", "--seccomp-bpf",
-                   "-e", "signal=none", "-e", f"trace={_SYSCALLS}", "-o", log, "--",
+        # Not -z (successful calls only): with it, strace 6.1 prints the rest of an
+        # interrupted call on a line without its pid. Failures are dropped below instead.
+        command = [strace, "-f", "-y", "-xx", "-s", "65535", "--seccomp-bpf",
+                   "-e", f"trace={_SYSCALLS}", "-o", log, "--",
                    "/bin/sh", "-c", wrapper, "shrinkconda-trace", *argv]
         try:
             proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
@@ -209,6 +213,7 @@ def _parse(lines: Iterable[str], label: str, resolver: _Resolver) -> None:
     seen: set[str] = set()
     ended: set[str] = set()
     cwd: dict[str, str] = {}
+    pending: dict[str, str] = {}
     initial = os.getcwd()
     for raw in lines:
         line = _LINE.match(raw.rstrip("\n"))
@@ -220,10 +225,21 @@ def _parse(lines: Iterable[str], label: str, resolver: _Resolver) -> None:
         if rest.startswith("+++"):
             ended.add(pid)
             continue
+        if rest.endswith(_UNFINISHED):  # another process' call came in between
+            pending[pid] = rest[:-len(_UNFINISHED)]
+            continue
+        resumed = _RESUMED.match(rest)
+        if resumed:
+            if pid not in pending:
+                raise TraceIncomplete(f"tracing {label!r} resumed a call it never began "
+                                      f"({raw[:80]!r}); nothing was pruned")
+            rest = pending.pop(pid) + rest[resumed.end():]
         call = _CALL.match(rest)
         if call is None:
-            continue  # an unfinished or failed call, or a signal: nothing was used
-        name, args, _, returned = call.groups()
+            continue  # a signal, or a call that never returned
+        name, args, result, returned = call.groups()
+        if result == "?" or result.startswith("-"):
+            continue  # failed: a probe for a path that is not there keeps nothing
         if '"...' in args:
             raise TraceIncomplete(f"tracing {label!r} cut a path short; nothing was pruned")
         if name == "io_uring_setup":
