@@ -38,7 +38,7 @@ discards them."""
 #: whose opens bypass syscalls: its use means the trace cannot be complete.
 _SYSCALLS = "%file,%process,fchdir,io_uring_setup"
 _TAIL = 20
-"""Lines of a failing workload's stderr kept for the error message."""
+"""Lines of a failing workload's output (stdout and stderr) kept for the error message."""
 
 _LINE = re.compile(r"^(\d+) +(.*)$")
 _CALL = re.compile(r"^([a-z0-9_]+)\((.*)\) += (-?\d+|\?)(?:<((?:\\x[0-9a-f]{2})*)>)?")
@@ -121,38 +121,32 @@ def _run_one(strace: str, label: str, argv: list[str], env: dict[str, str], time
              output: Output, resolver: _Resolver) -> None:
     with tempfile.TemporaryDirectory(prefix="shrinkconda-trace-") as tmp:
         log = os.path.join(tmp, "trace")
-        read_end, write_end = os.pipe()
-        # The tracee gets the pipe as its stderr, so strace's own messages stay apart.
-        wrapper = f'exec 2>&{write_end} {write_end}>&-; exec "$@"'
+        # The tracee's stderr joins its stdout, so strace's own messages stay apart.
+        wrapper = 'exec 2>&1; exec "$@"'
         # Not -z (successful calls only): with it, strace 6.1 prints the rest of an
         # interrupted call on a line without its pid. Failures are dropped below instead.
         command = [strace, "-f", "-y", "-xx", "-s", "65535", "--seccomp-bpf",
                    "-e", f"trace={_SYSCALLS}", "-o", log, "--",
                    "/bin/sh", "-c", wrapper, "shrinkconda-trace", *argv]
-        try:
-            proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    pass_fds=(write_end,), start_new_session=True)
-        finally:
-            os.close(write_end)
+        proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True)
         assert proc.stdout is not None and proc.stderr is not None
         tail: deque[bytes] = deque(maxlen=_TAIL)
         strace_says: list[str] = []
-        with os.fdopen(read_end, "rb") as workload_err:
-            pumps = [_pump(proc.stdout, output, None), _pump(workload_err, output, tail),
-                     _pump(proc.stderr, None, None, strace_says)]
-            try:
-                code = proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                _kill_group(proc)
-                raise WorkloadError(
-                    f"--used-by command {label!r} did not finish within {timeout:g}s and was "
-                    "killed with everything it started; nothing was changed (raise "
-                    "--used-by-timeout if it needs longer)") from None
-            finally:
-                _kill_group(proc)  # daemons it left behind must not outlive the trace
-                for pump in pumps:
-                    pump.join(timeout=5)
+        pumps = [_pump(proc.stdout, output, tail), _pump(proc.stderr, None, None, strace_says)]
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            raise WorkloadError(
+                f"--used-by command {label!r} did not finish within {timeout:g}s and was "
+                "killed with everything it started; nothing was changed (raise "
+                "--used-by-timeout if it needs longer)") from None
+        finally:
+            _kill_group(proc)  # what it left behind must not outlive the trace
+            for pump in pumps:
+                pump.join(timeout=5)
         problems = [m for m in strace_says if not _benign(m)]
         if problems and not os.path.exists(log):
             raise TraceIncomplete(f"strace could not trace {label!r}: {problems[0]}")
@@ -172,7 +166,7 @@ def _fail(label: str, code: int, tail: deque[bytes]) -> None:
                             "nothing was changed")
     what = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
     text = b"".join(tail).decode(errors="replace").rstrip().splitlines()[-5:]
-    said = ("; its stderr ended with:\n  " + "\n  ".join(text)) if text else ""
+    said = ("; its output ended with:\n  " + "\n  ".join(text)) if text else ""
     raise WorkloadError(f"--used-by command {label!r} {what} before the shrink, so it "
                         f"cannot show what the app uses; nothing was changed{said}")
 
