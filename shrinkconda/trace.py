@@ -37,6 +37,10 @@ discards them."""
 #: File syscalls (paths), process syscalls (to see every child), fchdir, and io_uring,
 #: whose opens bypass syscalls: its use means the trace cannot be complete.
 _SYSCALLS = "%file,%process,fchdir,io_uring_setup"
+FLAGS = ("-f", "-y", "-xx", "--seccomp-bpf", "-e", f"trace={_SYSCALLS}")
+"""Follow every process; decode fds to paths (AT_FDCWD too: each process' cwd); strings
+hex-escaped, so any byte in a name survives. strace never shortens a path (``-s``
+applies to other strings only)."""
 _TAIL = 20
 """Lines of a failing workload's output (stdout and stderr) kept for the error message."""
 
@@ -125,8 +129,7 @@ def _run_one(strace: str, label: str, argv: list[str], env: dict[str, str], time
         wrapper = 'exec 2>&1; exec "$@"'
         # Not -z (successful calls only): with it, strace 6.1 prints the rest of an
         # interrupted call on a line without its pid. Failures are dropped below instead.
-        command = [strace, "-f", "-y", "-xx", "-s", "65535", "--seccomp-bpf",
-                   "-e", f"trace={_SYSCALLS}", "-o", log, "--",
+        command = [strace, *FLAGS, "-o", log, "--",
                    "/bin/sh", "-c", wrapper, "shrinkconda-trace", *argv]
         proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -234,8 +237,6 @@ def _parse(lines: Iterable[str], label: str, resolver: _Resolver) -> None:
         name, args, result, returned = call.groups()
         if result == "?" or result.startswith("-"):
             continue  # failed: a probe for a path that is not there keeps nothing
-        if '"...' in args:
-            raise TraceIncomplete(f"tracing {label!r} cut a path short; nothing was pruned")
         if name == "io_uring_setup":
             raise TraceIncomplete(
                 f"{label!r} uses io_uring, whose file opens strace cannot see, so what it "

@@ -9,10 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from treeutil import du_bytes, prefix_python, run_cli
 
 from shrinkconda import Options, audit, shrink
 from shrinkconda.transaction import STATE_DIR
-from treeutil import du_bytes, prefix_python, run_cli
 
 SITE = "lib/python3.11/site-packages"
 SPAWN_APP = """\
@@ -45,7 +45,7 @@ def contents(root: Path) -> dict[str, str]:
 
 
 pytestmark = pytest.mark.skipif(subprocess.run(["sh", "-c", "command -v strace"],
-                                               capture_output=True).returncode != 0,
+                                               capture_output=True, check=False).returncode != 0,
                                 reason="strace is not installed (apt-get install strace)")
 
 #: (workload, paths that must stay, paths that must go), one per way of using a file.
@@ -99,7 +99,7 @@ def test_workload_keeps_what_it_uses(case: str, app_prefix: Path, workdir: Path)
     assert not left
     assert os.path.islink(app_prefix / "bin/python")
     assert subprocess.run(["sh", "-c", workload], cwd=workdir, env={
-        **os.environ, "PATH": f"{app_prefix}/bin:{os.environ['PATH']}"}).returncode == 0
+        **os.environ, "PATH": f"{app_prefix}/bin:{os.environ['PATH']}"}, check=False).returncode == 0
 
 
 def test_unused_packages_lose_every_file(app_prefix: Path, workdir: Path) -> None:
@@ -164,7 +164,7 @@ def test_hung_command_is_killed_with_its_children(app_prefix: Path, workdir: Pat
     assert result.returncode == 1
     assert "did not finish within 2s" in result.stderr
     assert contents(app_prefix) == before
-    left = subprocess.run(["pgrep", "-f", "sleep.313"], capture_output=True, text=True)
+    left = subprocess.run(["pgrep", "-f", "sleep.313"], capture_output=True, text=True, check=False)
     assert left.stdout == ""
 
 
