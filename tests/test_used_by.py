@@ -104,10 +104,16 @@ def test_workload_keeps_what_it_uses(case: str, app_prefix: Path, workdir: Path)
 
 def test_unused_packages_lose_every_file(app_prefix: Path, workdir: Path) -> None:
     records = {p.stem: json.loads(p.read_text()) for p in (app_prefix / "conda-meta").glob("*.json")}
-    shrink(app_prefix, Options(used_by=('python -c "import demopkg"',), strip_mode=None))
-    for name in ("astro-2.0-py311_0", "purepkg-0.1-pyhd8ed1ab_0", "appdemo-1.0-py311_0"):
+    report = shrink(app_prefix, Options(used_by=('python -c "import demopkg"',),
+                                        strip_mode=None))
+    gone = ("appdemo-1.0-py311_0", "astro-2.0-py311_0", "purepkg-0.1-pyhd8ed1ab_0")
+    for name in gone:
         left = [f for f in records[name]["files"] if os.path.lexists(app_prefix / f)]
         assert not left, name
+        assert not (app_prefix / "conda-meta" / f"{name}.json").exists()
+    assert sorted(report.removed_packages) == ["appdemo", "astro", "purepkg"]
+    kept = {p.stem for p in (app_prefix / "conda-meta").glob("*.json")}
+    assert {"demopkg-1.0-py311h1a2b3c4_0", "libdemo-1.0.0-h1a2b3c4_0"} <= kept
     assert (app_prefix / f"{SITE}/demopkg-1.0.dist-info/METADATA").is_file()
     assert prefix_python(app_prefix, "import demopkg; print(demopkg.add(1, 1))").stdout == "2\n"
 
