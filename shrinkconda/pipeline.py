@@ -277,6 +277,9 @@ def _report(the_plan: Plan, removed: bytearray, problems: list[Problem], dry_run
         notes += (("rolled back: the shrink broke what worked before, so every change was "
                    "undone and the prefix is as it was; spare what the broken code needs "
                    "with --keep GLOB, or --skip the strategy that removed it"),)
+        if any(s.strategy == used_by.NAME for s in the_plan.selections):
+            notes += (("with --used-by, what broke needs files the traced commands did not "
+                       "use: add a --used-by command that takes that path, or --keep them"),)
     return Report(
         prefix=str(the_plan.scan.prefix),
         dry_run=dry_run,

@@ -184,6 +184,7 @@ def test_workload_breaking_after_the_shrink_rolls_back(app_prefix: Path, workdir
     report = json.loads(result.stdout)
     assert report["rolled_back"] is True
     assert [(b["check"], b["kind"]) for b in report["broken"]] == [(workload, "command")]
+    assert any("add a --used-by command" in note for note in report["notes"])
     assert contents(app_prefix) == before
     assert not (app_prefix / STATE_DIR).exists()
 
