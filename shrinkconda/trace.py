@@ -151,14 +151,14 @@ def _run_one(strace: str, label: str, argv: list[str], env: dict[str, str], time
             for pump in pumps:
                 pump.join(timeout=5)
         problems = [m for m in strace_says if not _benign(m)]
-        if problems and not os.path.exists(log):
-            raise TraceIncomplete(f"strace could not trace {label!r}: {problems[0]}")
+        if problems:
+            hint = (" (ptrace is not allowed here; a container needs the SYS_PTRACE "
+                    "capability, e.g. docker run --cap-add SYS_PTRACE)"
+                    if "Operation not permitted" in problems[0] else "")
+            raise TraceIncomplete(f"strace could not fully trace {label!r}, so nothing was "
+                                  f"pruned: {problems[0]}{hint}")
         if code:
             _fail(label, code, tail)
-        if problems:
-            raise TraceIncomplete(
-                f"strace reported a problem while tracing {label!r}, so what it used may "
-                f"be incomplete; nothing was pruned: {problems[0]}")
         with open(log, encoding="ascii", errors="replace") as lines:
             _parse(lines, label, resolver)
 
