@@ -13,7 +13,7 @@ PNG; ``native.py``: spawn and loky workers, a console script, ctypes, threadpool
 - ``shrinkconda shrink -y`` and ``shrinkconda shrink -y --used-by ...``: size after
   (``du -sb``), wall time, and both apps run on the result;
 - PyInstaller ``--onedir`` and ``--onedir --strip`` of ``service.py``, built with the
-  realistic prefix's python (a venv with its site-packages, PyInstaller from PyPI), and
+  realistic prefix's python (PyInstaller from PyPI on its ``PYTHONPATH``), and
   the frozen app run the same way;
 - each app's run time before and after (median of ``--reps`` runs).
 
@@ -131,21 +131,22 @@ def shrink_copy(name: str, template: Path, work: Path, args: Sequence[str],
 
 def pyinstaller(template: Path, work: Path, reps: int) -> dict[str, Any]:
     """PyInstaller --onedir and --onedir --strip of service.py, with the prefix's python."""
-    venv = work / "pyinstaller-venv"
-    if not (venv / "bin" / "pyinstaller").exists():
-        subprocess.run([str(template / "bin" / "python"), "-m", "venv",
-                        "--system-site-packages", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "pyinstaller"],
-                       check=True)
-    version = subprocess.run([str(venv / "bin" / "pyinstaller"), "--version"],
+    # The prefix's python has no ensurepip: PyInstaller goes into a directory of its own
+    # (pip of this benchmark's interpreter, the same CPython), put on PYTHONPATH.
+    lib = work / "pyinstaller-lib"
+    if not (lib / "PyInstaller").is_dir():
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(lib),
+                        "pyinstaller"], check=True)
+    python = str(template / "bin" / "python")
+    env = {**app_env(template, work / "pyi-home"), "PYTHONPATH": str(lib)}
+    version = subprocess.run([python, "-m", "PyInstaller", "--version"], env=env,
                              capture_output=True, text=True, check=True).stdout.strip()
     out: dict[str, Any] = {"version": version}
     for name, extra in (("onedir", []), ("onedir-strip", ["--strip"])):
         build = work / f"pyi-{name}"
         shutil.rmtree(build, ignore_errors=True)
-        env = {**app_env(venv, work / "pyi-home"), "PATH": f"{venv}/bin:/usr/bin:/bin"}
         start = time.perf_counter()
-        done = subprocess.run([str(venv / "bin" / "pyinstaller"), "--onedir", "--noconfirm",
+        done = subprocess.run([python, "-m", "PyInstaller", "--onedir", "--noconfirm",
                                *extra, "--distpath", str(build / "dist"), "--workpath",
                                str(build / "build"), "--specpath", str(build),
                                str(APPS / "service.py")], env=env, capture_output=True,
@@ -155,7 +156,7 @@ def pyinstaller(template: Path, work: Path, reps: int) -> dict[str, Any]:
         result: dict[str, Any] = {"build_s": round(wall, 1), "built": done.returncode == 0}
         if done.returncode == 0:
             result["size"] = du_bytes(app)
-            result["run"] = run_app([str(app / "service")], env, reps)
+            result["run"] = run_app([str(app / "service")], app_env(app, work / "home"), reps)
         else:
             result["error"] = done.stderr.strip().splitlines()[-1:]
         out[name] = result
