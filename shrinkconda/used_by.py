@@ -54,7 +54,7 @@ def prune(scan: Scan, usage: Usage) -> Pruning:
     for index in range(len(scan) - 1, 0, -1):
         if live[index]:
             live[parents[index]] = 1
-    released = frozenset(_released(scan, used, live))
+    released = frozenset(_released(scan, used, live, index_of))
 
     pkgs = scan.find("pkgs")  # the empty pkgs/ stays, as the pkgs-cache strategy leaves it
 
@@ -72,7 +72,8 @@ def prune(scan: Scan, usage: Usage) -> Pruning:
     return Pruning(strategy, used, released)
 
 
-def _released(scan: Scan, used: bytearray, live: bytearray) -> Iterator[int]:
+def _released(scan: Scan, used: bytearray, live: bytearray,
+              index_of: dict[str, int]) -> Iterator[int]:
     """Metadata directories of distributions none of whose files was used."""
     owners = scan.owners
     owner_used = set()
@@ -86,11 +87,11 @@ def _released(scan: Scan, used: bytearray, live: bytearray) -> Iterator[int]:
         if owner >= 0:
             if owner not in owner_used:
                 yield index
-        elif _record_unused(scan, index, live):
+        elif _record_unused(scan, index, live, index_of):
             yield index
 
 
-def _record_unused(scan: Scan, index: int, live: bytearray) -> bool:
+def _record_unused(scan: Scan, index: int, live: bytearray, index_of: dict[str, int]) -> bool:
     """A distribution no conda package owns (pip installed it) is unused when its
     ``RECORD`` lists files and none of them was used."""
     record = scan.prefix / scan.paths[index] / "RECORD"
@@ -102,7 +103,7 @@ def _record_unused(scan: Scan, index: int, live: bytearray) -> bool:
     listed = 0
     for line in lines:
         relpath = os.path.normpath(os.path.join(site, line.split(",", 1)[0]))
-        found = scan.find(relpath)
+        found = index_of.get(relpath)
         if found is not None:
             listed += 1
             if live[found]:
