@@ -10,6 +10,7 @@ resolved component by component afterwards, so the symlinks on the way
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -34,9 +35,12 @@ Output = Optional[Callable[[bytes], None]]
 """Where a workload's stdout and stderr go as they arrive (the CLI: stderr); ``None``
 discards them."""
 
-#: File syscalls (paths), process syscalls (to see every child), fchdir, and io_uring,
-#: whose opens bypass syscalls: its use means the trace cannot be complete.
-_SYSCALLS = "%file,%process,fchdir,io_uring_setup"
+#: File syscalls (paths), process syscalls (to see every child), fchdir,
+#: open_by_handle_at (no path, but -y names the file it returns), and io_uring, whose
+#: opens bypass syscalls: its use means the trace cannot be complete.
+_SYSCALLS = "%file,%process,fchdir,open_by_handle_at,io_uring_setup"
+_SECCOMP_SINCE = (5, 3)
+"""strace versions before this lack ``--seccomp-bpf`` (it only makes tracing faster)."""
 FLAGS = ("-f", "-y", "-xx", "--seccomp-bpf", "-e", f"trace={_SYSCALLS}")
 """Follow every process; decode fds to paths (AT_FDCWD too: each process' cwd); strings
 hex-escaped, so any byte in a name survives. strace never shortens a path (``-s``
@@ -75,6 +79,14 @@ def find_strace() -> str:
             "--used-by traces the commands with strace, which is not on PATH: install it "
             "(apt-get install strace, dnf install strace, apk add strace)")
     return found
+
+
+@functools.cache
+def _version(strace: str) -> tuple[int, ...]:
+    """``strace -V``'s version, ``(6, 1)``; ``(0,)`` if it does not say."""
+    said = subprocess.run([strace, "-V"], capture_output=True, text=True, check=False).stdout
+    found = re.search(r"version (\d+(?:\.\d+)*)", said)
+    return tuple(int(n) for n in found.group(1).split(".")) if found else (0,)
 
 
 def command_env(prefix: Path) -> dict[str, str]:
@@ -129,7 +141,8 @@ def _run_one(strace: str, label: str, argv: list[str], env: dict[str, str], time
         wrapper = 'exec 2>&1; exec "$@"'
         # Not -z (successful calls only): with it, strace 6.1 prints the rest of an
         # interrupted call on a line without its pid. Failures are dropped below instead.
-        command = [strace, *FLAGS, "-o", log, "--",
+        flags = [f for f in FLAGS if f != "--seccomp-bpf" or _version(strace) >= _SECCOMP_SINCE]
+        command = [strace, *flags, "-o", log, "--",
                    "/bin/sh", "-c", wrapper, "shrinkconda-trace", *argv]
         proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
