@@ -400,4 +400,4 @@ def _modules(used: Iterable[str]) -> set[str]:
 
 
 #: Modules whose import has side effects a check must not cause again.
-_NEVER_IMPORT = frozenset({"this", "antigravity", "site-packages"})
+_NEVER_IMPORT = frozenset({"this", "antigravity"})
