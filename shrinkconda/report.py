@@ -126,6 +126,10 @@ def render(report: Report) -> str:
             f"{human(report.linked_outside)} left the prefix but stay on disk: still "
             "hard-linked from outside it (a package cache or another environment)"
         )
+    if report.used_by:
+        most = sorted(report.used_by, key=lambda item: -item[1])[:3]
+        out.append("used-by took most from: " + ", ".join(
+            f"{_printable(name)} ({human(size)})" for name, size in most))
     out += _kept_lines(report.kept)
     for note in report.notes:
         out.append(f"note: {note}")

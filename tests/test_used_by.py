@@ -25,6 +25,7 @@ if __name__ == "__main__":
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         assert pool.apply(appdemo.spawn_target) == 7
 """
+FORKSERVER_APP = SPAWN_APP.replace('"spawn"', '"forkserver"')
 ENTRY_POINTS = ("from importlib.metadata import entry_points; "
                 "assert [e.load()() for e in entry_points(group='appdemo.plugins')] == ['hook ok']")
 
@@ -71,6 +72,10 @@ PATHS = {
         "python spawn_app.py",
         [f"{SITE}/appdemo/spawnonly.py"],
         [f"{SITE}/appdemo/clionly.py", f"{SITE}/appdemo/unused.py"]),
+    "forkserver-child-only-importer": (
+        "python forkserver_app.py",
+        [f"{SITE}/appdemo/spawnonly.py"],
+        [f"{SITE}/appdemo/clionly.py"]),
     "entry-points-by-metadata": (
         f'python -c "{ENTRY_POINTS}"',
         [f"{SITE}/appdemo/epplugin.py", f"{SITE}/appdemo-1.0.dist-info/entry_points.txt",
@@ -85,6 +90,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     work = tmp_path / "work"
     work.mkdir()
     (work / "spawn_app.py").write_text(SPAWN_APP)
+    (work / "forkserver_app.py").write_text(FORKSERVER_APP)
     monkeypatch.chdir(work)
     return work
 
@@ -126,6 +132,9 @@ def test_report_counts_bytes_per_package(app_prefix: Path, workdir: Path) -> Non
     line = next(s for s in report["strategies"] if s["name"] == "used-by")
     assert sum(report["used_by"].values()) == line["bytes_saved"] > 0
     assert report["used_by"]["appdemo-1.0-py311_0"] > 8000  # two gcc -g libraries
+    table = run_cli("audit", "--no-strip", "--used-by", 'python -c "import demopkg"',
+                    str(app_prefix)).stdout
+    assert "used-by took most from: python-3.11" in table
 
 
 def test_audit_predicts_the_shrink(app_prefix: Path, workdir: Path) -> None:
