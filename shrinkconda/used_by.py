@@ -49,6 +49,8 @@ def prune(scan: Scan, usage: Usage) -> Pruning:
         index = index_of.get(path)
         if index is not None:
             used[index] = 1
+    for index in _always_kept(scan, index_of):
+        used[index:scan.ends[index]] = b"\x01" * (scan.ends[index] - index)
     live = bytearray(used)  # used, or holds something used
     parents = scan.parents
     for index in range(len(scan) - 1, 0, -1):
@@ -70,6 +72,19 @@ def prune(scan: Scan, usage: Usage) -> Pruning:
     strategy = Strategy(NAME, "everything the --used-by commands did not use", select,
                         default=False)
     return Pruning(strategy, used, released)
+
+
+def _always_kept(scan: Scan, index_of: dict[str, int]) -> Iterator[int]:
+    """Subtrees kept whatever the trace saw: the stdlib's ``encodings`` package, since
+    the codec Python starts with follows the locale of wherever it runs next."""
+    lib = index_of.get("lib")
+    if lib is None:
+        return
+    for child in scan.children(lib):
+        if scan.name(child).startswith("python"):
+            found = index_of.get(f"{scan.paths[child]}/encodings")
+            if found is not None:
+                yield found
 
 
 def _released(scan: Scan, used: bytearray, live: bytearray,
