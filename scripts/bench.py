@@ -4,6 +4,7 @@
     .venv/bin/python scripts/bench.py shrink [--prefix P] [--reps 3]
     .venv/bin/python scripts/bench.py audit [--sizes 10000 100000 1000000] [--reps 3]
     .venv/bin/python scripts/bench.py profile audit|shrink PREFIX [--args='--no-verify']
+    .venv/bin/python scripts/bench.py used-by [--reps 3] [--no-pyinstaller]
 
 ``shrink``: each contender runs on its own fresh ``cp -a`` copy of the realistic prefix
 (built by ``build_realistic_env.py`` if missing), contenders alternating within each
@@ -14,6 +15,9 @@ compared with the untouched prefix).
 
 ``audit``: ``shrinkconda audit`` on synthetic prefixes (``synth_prefix.py``, generated once
 and reused) against ``find PREFIX -printf '%s %i %n\\n' > /dev/null``, alternating.
+
+``used-by``: app-aware shrinking against its floor, the default shrink and PyInstaller;
+see ``scripts/bench_used_by.py``.
 
 ``profile``: cProfile of one ``shrinkconda audit PREFIX`` or ``shrink`` of a fresh copy;
 prints the functions with the most own and cumulative time.
@@ -569,6 +573,10 @@ def main(argv: list[str] | None = None) -> int:
                        help="where the synthetic prefixes live (default WORKDIR)")
     audit.add_argument("--regenerate", action="store_true",
                        help="regenerate the synthetic prefixes even if present")
+    used_by = sub.add_parser("used-by", help="--used-by against its floor and PyInstaller "
+                             "(scripts/bench_used_by.py)")
+    used_by.add_argument("--reps", type=int, default=3, help="runs of each app, timed")
+    used_by.add_argument("--no-pyinstaller", action="store_true")
     prof = sub.add_parser("profile", help="cProfile one shrinkconda audit or shrink")
     prof.add_argument("action", choices=("audit", "shrink"))
     prof.add_argument("target", type=Path, help="the prefix (shrink works on a copy)")
@@ -590,6 +598,11 @@ def main(argv: list[str] | None = None) -> int:
     elif args.kind == "audit":
         results = audit_bench(args)
         print(audit_table(results))
+    elif args.kind == "used-by":
+        from bench_used_by import used_by_bench, used_by_table
+
+        results = used_by_bench(args, shrinkconda_env(), copy_tree)
+        print(used_by_table(results))
     else:
         results = profile(args)
     out = args.out or args.workdir / f"results-{args.kind}.json"

@@ -49,20 +49,24 @@ def main(argv: list[str] | None = None) -> int:
                         help="a prefix whose ELF files must be able to run in the image")
     parser.add_argument("--repository", default=REPOSITORY,
                         help=f"the image's name without the tag (default: {REPOSITORY})")
+    parser.add_argument("--tool", action="append", default=[], metavar="NAME",
+                        help="also put /bin/NAME in the image, with its libraries "
+                             "(repeatable; e.g. strace for --used-by)")
     args = parser.parse_args(argv)
     try:
-        print(make_base_image(args.prefixes, args.repository))
+        print(make_base_image(args.prefixes, args.repository, (*TOOLS, *args.tool)))
     except ImageError as exc:
         print(f"make_base_image: error: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
-def make_base_image(prefixes: list[Path], repository: str = REPOSITORY) -> str:
+def make_base_image(prefixes: list[Path], repository: str = REPOSITORY,
+                    tools: tuple[str, ...] = TOOLS) -> str:
     """The name of a local image that runs ``prefixes``, imported if not there yet."""
     if shutil.which("podman") is None:
         raise ImageError("podman is not installed (apt-get install podman)")
-    host_paths = needed_host_paths(prefixes)
+    host_paths = needed_host_paths(prefixes, tools)
     with tempfile.TemporaryDirectory(prefix="shrinkconda-rootfs-") as tmp:
         root = Path(tmp) / "rootfs"
         make_rootfs(root, host_paths)
@@ -74,10 +78,10 @@ def make_base_image(prefixes: list[Path], repository: str = REPOSITORY) -> str:
     return name
 
 
-def needed_host_paths(prefixes: list[Path]) -> list[str]:
+def needed_host_paths(prefixes: list[Path], wanted: tuple[str, ...] = TOOLS) -> list[str]:
     """The tools, plus every library outside the prefixes that ``ldd`` says they load."""
     tools = []
-    for tool in TOOLS:
+    for tool in wanted:
         path = f"/bin/{tool}"
         if not os.path.exists(path):
             raise ImageError(f"{path} is missing on this machine (strip: apt-get install "

@@ -9,7 +9,7 @@ from typing import Any, Callable, TypeVar
 
 import click
 
-from shrinkconda import __version__, breakdown, pipeline, strategies
+from shrinkconda import __version__, breakdown, pipeline, strategies, trace
 from shrinkconda.elf import MODES as STRIP_MODES
 from shrinkconda.errors import ShrinkError, UnknownStrategyError
 from shrinkconda.report import Report, render, to_json
@@ -51,6 +51,14 @@ def _common(func: F) -> F:
         click.option("--compressed", is_flag=True,
                      help="Also measure the prefix as a tar layer (gzip -6, zstd -3) and "
                           "as a zip, before and after."),
+        click.option("--used-by", "used_by", multiple=True, metavar="CMD",
+                     help="Trace CMD (a shell command, run with the prefix's bin/ first on "
+                          "PATH) and remove everything it does not use; it must exit 0, "
+                          "before and after the shrink (repeatable: what any of them uses "
+                          "stays)."),
+        click.option("--used-by-timeout", type=click.FloatRange(min=0, min_open=True),
+                     default=trace.TIMEOUT, show_default=True, metavar="SECONDS",
+                     help="Kill a --used-by command, and all it started, after SECONDS."),
     ]
     for decorate in reversed(decorators):
         func = decorate(func)
@@ -72,9 +80,14 @@ def main() -> None:
 def audit(prefix: str | None, only: tuple[str, ...], skip: tuple[str, ...],
           keep: tuple[str, ...], strip_mode: str, no_strip: bool, jobs: int | None,
           conda_pack_views: bool, as_json: bool, quiet: bool, by: str | None,
-          html_file: str | None, compressed: bool) -> None:
-    """Say what a shrink would free, changing nothing (a dry run)."""
-    options = replace(_options(only, skip, keep, strip_mode, no_strip, jobs, conda_pack_views),
+          html_file: str | None, compressed: bool, used_by: tuple[str, ...],
+          used_by_timeout: float) -> None:
+    """Say what a shrink would free, changing nothing (a dry run).
+
+    With --used-by, the commands do run (traced), so they must be safe to run here.
+    """
+    options = replace(_with_used_by(_options(only, skip, keep, strip_mode, no_strip, jobs,
+                                             conda_pack_views), used_by, used_by_timeout, quiet),
                       extras=breakdown.Wanted(by == "package", html_file, compressed))
     report = _run(pipeline.audit, _prefix(prefix), options, quiet)
     _show(report, as_json, quiet)
@@ -91,7 +104,8 @@ def audit(prefix: str | None, only: tuple[str, ...], skip: tuple[str, ...],
 def shrink(prefix: str | None, only: tuple[str, ...], skip: tuple[str, ...],
            keep: tuple[str, ...], strip_mode: str, no_strip: bool, jobs: int | None,
            conda_pack_views: bool, as_json: bool, quiet: bool, by: str | None,
-           html_file: str | None, compressed: bool, yes: bool, no_verify: bool,
+           html_file: str | None, compressed: bool, used_by: tuple[str, ...],
+           used_by_timeout: float, yes: bool, no_verify: bool,
            verify_commands: tuple[str, ...]) -> None:
     """Shrink the prefix, verify it still works, and roll back if it does not.
 
@@ -99,7 +113,8 @@ def shrink(prefix: str | None, only: tuple[str, ...], skip: tuple[str, ...],
     Exit status 3 means the shrink was rolled back and nothing changed.
     """
     target = _prefix(prefix)
-    options = replace(_options(only, skip, keep, strip_mode, no_strip, jobs, conda_pack_views),
+    options = replace(_with_used_by(_options(only, skip, keep, strip_mode, no_strip, jobs,
+                                             conda_pack_views), used_by, used_by_timeout, quiet),
                       verify=not no_verify, verify_commands=verify_commands,
                       extras=breakdown.Wanted(by == "package", html_file, compressed))
     if not yes and sys.stdin.isatty():
@@ -138,6 +153,19 @@ def _options(only: tuple[str, ...], skip: tuple[str, ...], keep: tuple[str, ...]
     return pipeline.Options(only=only, skip=skip, keep=keep,
                             strip_mode=None if no_strip else strip_mode, jobs=jobs,
                             conda_pack_views=conda_pack_views)
+
+
+def _with_used_by(options: pipeline.Options, used_by: tuple[str, ...], timeout: float,
+                  quiet: bool) -> pipeline.Options:
+    return replace(options, used_by=used_by, used_by_timeout=timeout,
+                   command_output=None if quiet else _to_stderr)
+
+
+def _to_stderr(chunk: bytes) -> None:
+    """A traced command's output: stderr, so stdout stays the report (``--json``)."""
+    sys.stderr.flush()
+    sys.stderr.buffer.write(chunk)
+    sys.stderr.buffer.flush()
 
 
 def _prefix(prefix: str | None) -> str:

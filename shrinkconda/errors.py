@@ -29,3 +29,15 @@ class StripToolMissing(ShrinkError):
 
 class ReportFileError(ShrinkError):
     """The ``--html`` file cannot be written where it was asked for."""
+
+
+class StraceMissing(ShrinkError):
+    """``--used-by`` needs the ``strace`` program, which is not installed or not on ``PATH``."""
+
+
+class WorkloadError(ShrinkError):
+    """A ``--used-by`` command is empty, not found, failed or hung before the shrink."""
+
+
+class TraceIncomplete(ShrinkError):
+    """The trace of a ``--used-by`` command may have missed what it used: no prune."""

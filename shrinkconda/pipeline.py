@@ -12,7 +12,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from shrinkconda import __version__, breakdown, condameta, strategies, strip, transaction, verify
+from shrinkconda import (
+    __version__,
+    breakdown,
+    condameta,
+    strategies,
+    strip,
+    trace,
+    transaction,
+    used_by,
+    verify,
+)
 from shrinkconda.accounting import Ledger, Saving
 from shrinkconda.errors import StripToolMissing
 from shrinkconda.plan import Plan, plan
@@ -51,6 +61,12 @@ class Options:
     ``shutil.copytree`` follow the views' directory symlinks and copy the env again."""
     extras: breakdown.Wanted = field(default_factory=breakdown.Wanted)
     """The report's optional parts: per package, the HTML page, compressed sizes."""
+    used_by: tuple[str, ...] = ()
+    """Shell commands run under a trace: everything none of them uses is removed."""
+    used_by_timeout: float = trace.TIMEOUT
+    """Seconds each ``used_by`` command may run, before and after the shrink."""
+    command_output: trace.Output = None
+    """Where the ``used_by`` commands' output goes while traced (``None``: nowhere)."""
 
     def strips(self) -> bool:
         """Whether the strip phase runs."""
@@ -69,7 +85,9 @@ def audit(prefix: str | os.PathLike[str], options: Options = Options(),
     breakdown.check(options.extras, root)
     with transaction.locked(root):
         notes = _recover(root)
-        the_plan, problems = _plan(root, options, progress)
+        usage = used_by.trace_workloads(root, options.used_by, options.used_by_timeout,
+                                        options.command_output)
+        the_plan, problems = _plan(root, options, progress, usage)
         extras = breakdown.Breakdown(options.extras, the_plan)
         removed = the_plan.removed()
         stripped = _predict_strip(the_plan.scan, removed, options, progress)
@@ -95,12 +113,18 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
     with transaction.locked(root), ThreadPoolExecutor(max_workers=1) as background, \
             verify.ImportCheck(root, options.jobs or 2) as imports:
         notes = _recover(root)
+        usage = used_by.trace_workloads(root, options.used_by, options.used_by_timeout,
+                                        options.command_output)
         # What imports before the shrink is asked of the env's own python (subprocesses)
         # while this process scans, plans and strips: nothing changes until staging.
-        importable = background.submit(_importable, imports, options)
-        the_plan, problems = _plan(root, options, progress)
+        if usage is None:
+            importable = background.submit(_importable, imports, options)
+        the_plan, problems = _plan(root, options, progress, usage)
         extras = breakdown.Breakdown(options.extras, the_plan)  # reads what the shrink changes
         scan_ = the_plan.scan
+        if usage is not None:  # the modules to check depend on what the plan prunes
+            importable = background.submit(_importable, imports, options,
+                                           used_by.modules_to_verify(the_plan, usage))
         removed = the_plan.removed()
         txn = transaction.Transaction(root)
         made, strip_phase = _make_stripped(scan_, removed, options, progress, txn)
@@ -145,7 +169,8 @@ def _recover(root: Path) -> tuple[str, ...]:
     return (note,) if note else ()
 
 
-def _plan(root: Path, options: Options, progress: StageProgress) -> tuple[Plan, list[Problem]]:
+def _plan(root: Path, options: Options, progress: StageProgress,
+          usage: trace.Usage | None = None) -> tuple[Plan, list[Problem]]:
     everything, plugin_problems = strategies.available()
     only = tuple(n for n in options.only if n != STRIP)
     skip = tuple(n for n in options.skip if n != STRIP)
@@ -154,17 +179,24 @@ def _plan(root: Path, options: Options, progress: StageProgress) -> tuple[Plan, 
     else:
         chosen = strategies.choose(everything, only, skip)
     the_scan: Scan = scan(root, _stage(progress, "scan"))
-    return plan(the_scan, chosen, options.keep), [*plugin_problems, *the_scan.problems]
+    problems = [*plugin_problems, *the_scan.problems]
+    if usage is None:
+        return plan(the_scan, chosen, options.keep), problems
+    pruning = used_by.prune(the_scan, usage)  # after the built-ins: they keep their lines
+    return plan(the_scan, chosen, options.keep, pruning.used, pruning.released,
+                last=pruning.strategy), problems
 
 
-def _importable(imports: verify.ImportCheck,
-                options: Options) -> tuple[list[str], tuple[str, ...]]:
-    """The top-level modules that import before the shrink: the ones it must keep."""
+def _importable(imports: verify.ImportCheck, options: Options,
+                modules: list[str] | None = None) -> tuple[list[str], tuple[str, ...]]:
+    """The modules that import before the shrink (default: every distribution's
+    top-level modules): the ones it must keep."""
     if not options.verify:
         return [], ()
     if verify.python_of(imports.prefix) is None:
         return [], ("the prefix has no bin/python: imports were not verified",)
-    modules = verify.top_level_modules(imports.prefix)
+    if modules is None:
+        modules = verify.top_level_modules(imports.prefix)
     failing = imports.failing(modules)
     return [m for m in modules if m not in failing], ()
 
@@ -174,7 +206,8 @@ def _check(imports: verify.ImportCheck, modules: list[str],
     if not options.verify:
         return ()
     failing = imports.failing(modules, after=True)
-    commands = verify.failing_commands(imports.prefix, options.verify_commands)
+    commands = verify.failing_commands(imports.prefix, options.verify_commands + options.used_by,
+                                       max(verify.TIMEOUT, options.used_by_timeout))
     return tuple([Broken(m, "import", e) for m, e in sorted(failing.items())]
                  + [Broken(c, "command", e) for c, e in commands.items()])
 
@@ -233,10 +266,15 @@ def _report(the_plan: Plan, removed: bytearray, problems: list[Problem], dry_run
             rolled_back: bool = False, metadata: Sequence[condameta.Change] = (),
             removed_packages: Sequence[str] = ()) -> Report:
     ledger = Ledger(the_plan.scan)
-    lines = tuple(
-        Line(s.strategy, ledger.remove(i for i in s.indices if removed[i]))
-        for s in the_plan.selections
-    )
+    lines: tuple[Line, ...] = ()
+    per_package: dict[str, int] = {}
+    for s in the_plan.selections:
+        if s.strategy == used_by.NAME:
+            saving, per_package = used_by.account(ledger, the_plan.scan,
+                                                  (i for i in s.indices if removed[i]))
+            lines += (Line(s.strategy, saving),)
+        else:
+            lines += (Line(s.strategy, ledger.remove(i for i in s.indices if removed[i])),)
     if stripped is not None:
         lines += (Line(STRIP, _strip_saving(ledger, stripped.replaced)),)
         problems = problems + stripped.problems
@@ -251,6 +289,9 @@ def _report(the_plan: Plan, removed: bytearray, problems: list[Problem], dry_run
         notes += (("rolled back: the shrink broke what worked before, so every change was "
                    "undone and the prefix is as it was; spare what the broken code needs "
                    "with --keep GLOB, or --skip the strategy that removed it"),)
+        if any(s.strategy == used_by.NAME for s in the_plan.selections):
+            notes += (("with --used-by, what broke needs files the traced commands did not "
+                       "use: add a --used-by command that takes that path, or --keep them"),)
     return Report(
         prefix=str(the_plan.scan.prefix),
         dry_run=dry_run,
@@ -266,6 +307,7 @@ def _report(the_plan: Plan, removed: bytearray, problems: list[Problem], dry_run
         rolled_back=rolled_back,
         broken=broken,
         removed_packages=tuple(removed_packages),
+        used_by=tuple(sorted(per_package.items())),
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 
 from shrinkconda.scan import DIR, Scan
@@ -55,15 +55,29 @@ class Plan:
         return [i for i in range(len(mask)) if mask[i] and not mask[parents[i]]]
 
 
-def plan(scan: Scan, strategies: Sequence[Strategy], keep: Iterable[str] = ()) -> Plan:
+def plan(scan: Scan, strategies: Sequence[Strategy], keep: Iterable[str] = (),
+         used: bytearray | None = None, released: Container[int] = (),
+         last: Strategy | None = None) -> Plan:
     """Run ``strategies`` in order; an entry counts for the first one that claims it.
 
     Never removed: the prefix itself, ``conda-meta/``, installed ``*.dist-info`` and
-    ``*.egg-info`` (versions and entry points live there), environments nested in
-    ``envs/``, and whatever matches a ``keep`` glob (matched against the path relative
-    to the prefix; a matched directory keeps its whole subtree).
+    ``*.egg-info`` (versions and entry points live there) except those in ``released``,
+    environments nested in ``envs/``, whatever matches a ``keep`` glob (matched against
+    the path relative to the prefix; a matched directory keeps its whole subtree), and
+    the entries ``used`` marks (a used directory stays, its unused contents may go).
+
+    ``last`` runs after the others and is bound by those rules only, not by what the
+    other strategies spared with a :class:`Keep`: it knows what is used (``--used-by``).
     """
-    protected = _protect(scan, list(keep))
+    protected = _protect(scan, list(keep), released)
+    if used is not None:
+        for index, flag in enumerate(used):
+            if flag and index:
+                if scan.kinds[index] == DIR:
+                    _pin(scan, protected, index)
+                else:
+                    _mark(scan, protected, index)
+    base = bytearray(protected)
     claimed = bytearray(len(scan))
     kept: list[Kept] = []
     selections = []
@@ -78,7 +92,19 @@ def plan(scan: Scan, strategies: Sequence[Strategy], keep: Iterable[str] = ()) -
             if not isinstance(choice, Keep) and choice > 0:
                 _claim_subtree(scan, choice, protected, claimed, indices)
         selections.append(Selection(strategy.name, indices))
+    if last is not None:
+        indices = array("i")
+        for choice in last.select(scan):
+            if not isinstance(choice, Keep) and choice > 0:
+                _claim_subtree(scan, choice, base, claimed, indices)
+        selections.append(Selection(last.name, indices))
+        kept = [k for k in kept if not _claimed_path(scan, claimed, k.path)]
     return Plan(scan, tuple(selections), tuple(kept))
+
+
+def _claimed_path(scan: Scan, claimed: bytearray, path: str) -> bool:
+    index = scan.find(path)
+    return index is not None and bool(claimed[index])
 
 
 def _claim_subtree(
@@ -95,7 +121,7 @@ def _claim_subtree(
         index += 1
 
 
-def _protect(scan: Scan, keep: list[str]) -> bytearray:
+def _protect(scan: Scan, keep: list[str], released: Container[int] = ()) -> bytearray:
     """1 on protected entries and their subtrees, 2 on directories above them."""
     protected = bytearray(len(scan))
     protected[0] = _PINNED
@@ -106,7 +132,8 @@ def _protect(scan: Scan, keep: list[str]) -> bytearray:
         path = paths[index]
         if (
             path == "conda-meta"
-            or (path.endswith((".dist-info", ".egg-info")) and not path.startswith("pkgs/"))
+            or (path.endswith((".dist-info", ".egg-info")) and not path.startswith("pkgs/")
+                and index not in released)
             or (pattern is not None and pattern.match(path))
             or (kinds[index] == DIR and path.startswith("envs/") and path.count("/") == 1
                 and scan.find(path + "/conda-meta") is not None)
@@ -127,3 +154,10 @@ def _mark(scan: Scan, protected: bytearray, index: int) -> None:
     while parent >= 0 and protected[parent] != _PINNED:
         protected[parent] = _PINNED
         parent = scan.parents[parent]
+
+
+def _pin(scan: Scan, protected: bytearray, index: int) -> None:
+    """Keep a directory itself (and its ancestors), not its contents."""
+    while index >= 0 and protected[index] == 0:
+        protected[index] = _PINNED
+        index = scan.parents[index]

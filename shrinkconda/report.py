@@ -60,6 +60,8 @@ class Report:
     """Per package, largest first, with ``--by package``."""
     compressed: Compressed | None = None
     """Compressed sizes before and after, with ``--compressed``."""
+    used_by: tuple[tuple[str, int], ...] = ()
+    """``(package, bytes)``: what the used-by selection took from each package."""
 
     @property
     def bytes_saved(self) -> int:
@@ -99,6 +101,7 @@ def to_json(report: Report) -> str:
         "rolled_back": report.rolled_back,
         "broken": [asdict(b) for b in report.broken],
         "removed_packages": list(report.removed_packages),
+        "used_by": dict(report.used_by),
     }
     if report.packages is not None:
         doc["packages"] = [{"name": p.name, "version": p.version, "kind": p.kind,
@@ -142,6 +145,10 @@ def render(report: Report) -> str:
             f"{human(report.linked_outside)} left the prefix but stay on disk: still "
             "hard-linked from outside it (a package cache or another environment)"
         )
+    if report.used_by:
+        most = sorted(report.used_by, key=lambda item: -item[1])[:3]
+        out.append("used-by took most from: " + ", ".join(
+            f"{_printable(name)} ({human(size)})" for name, size in most))
     out += _kept_lines(report.kept)
     for note in report.notes:
         out.append(f"note: {note}")

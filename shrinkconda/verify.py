@@ -26,6 +26,10 @@ for name in sys.argv[1:]:
         print(json.dumps(["ok", name]), flush=True)
 """
 
+IMPORTER_ARGS = ("-I", "-B", "-c", _IMPORTER)
+"""How the checks run the importer (before the shrink; after it, ``-B`` gives way to a
+bytecode cache outside the prefix)."""
+
 TIMEOUT = 300.0
 """Seconds one importing interpreter may run before its current module counts as hung."""
 
@@ -161,7 +165,8 @@ def _import_all(command: list[str], modules: list[str], env: dict[str, str], cwd
         remaining.remove(current)
 
 
-def failing_commands(prefix: Path, commands: Sequence[str]) -> dict[str, str]:
+def failing_commands(prefix: Path, commands: Sequence[str],
+                     timeout: float = TIMEOUT) -> dict[str, str]:
     """Run each user command with the prefix's ``bin/`` first on ``PATH``."""
     # No bytecode: a command that runs the env's python must not refill __pycache__.
     env = {**os.environ, "PATH": f"{prefix / 'bin'}:{os.environ.get('PATH', '')}",
@@ -170,9 +175,9 @@ def failing_commands(prefix: Path, commands: Sequence[str]) -> dict[str, str]:
     for command in commands:
         try:
             run = subprocess.run(command, check=False, shell=True, env=env, capture_output=True, text=True,
-                                 stdin=subprocess.DEVNULL, timeout=TIMEOUT)
+                                 stdin=subprocess.DEVNULL, timeout=timeout)
         except subprocess.TimeoutExpired:
-            failures[command] = f"timed out after {TIMEOUT:.0f}s"
+            failures[command] = f"timed out after {timeout:.0f}s"
             continue
         if run.returncode:
             tail = (run.stderr or run.stdout).strip().splitlines()[-1:] or [""]

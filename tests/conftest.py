@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from fixtures.builder import (
+    APP_SPECS,
     build_channel,
     build_external_cache_env,
     build_fixture_prefix,
@@ -78,3 +79,18 @@ def shared_cache_envs(
     root = copy_tree(cache.parent, tmp_path / "shared")
     yield root / cache.name, root / env_a.name, root / env_b.name
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def template_app_prefix(tmp_path_factory: pytest.TempPathFactory, fixture_channel: Path) -> Path:
+    """The fixture prefix plus the `appdemo` app (fixtures/usedby.py); do not modify."""
+    return build_fixture_prefix(tmp_path_factory.mktemp("app") / "prefix", fixture_channel,
+                                APP_SPECS)
+
+
+@pytest.fixture
+def app_prefix(template_app_prefix: Path, tmp_path: Path) -> Iterator[Path]:
+    """A private copy of `template_app_prefix`."""
+    copy = copy_tree(template_app_prefix, tmp_path / "prefix")
+    yield copy
+    shutil.rmtree(copy, ignore_errors=True)

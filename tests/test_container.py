@@ -204,3 +204,48 @@ def _summary(result: Built) -> str:
         lines.append(f"  {variant:<9}{size:>12,}  {delta:>+12,} vs plain"
                      + (f"  (report: bytes_saved {claim:,})" if claim is not None else ""))
     return "\n".join(lines)
+
+
+#: Inside a RUN: shrink for one app, then run the app and look for what it never used.
+USED_BY_APP = "import appdemo; assert appdemo.table_sum() == 10"
+USED_BY_DOCKERFILE = """\
+FROM {base}
+RUN --mount=type=bind,target=/ctx \\
+    cp -a /ctx/env /opt/env \\
+    && cd /tmp \\
+    && /opt/env/bin/python -B /ctx/shrinkconda.pyz shrink -y --json \\
+       --used-by 'python -c "{app}"' /opt/env > /used-by-report.json \\
+    && /opt/env/bin/python -c '{app}' \\
+    && test -e /opt/env/share/appdemo/table.dat \\
+    && ! test -e /opt/env/share/appdemo/unused.dat \\
+    && ! test -e /opt/env/lib/python3.11/site-packages/purepkg
+"""
+
+
+def test_used_by_traces_inside_a_podman_build(template_app_prefix: Path, tmp_path: Path) -> None:
+    """ptrace works in a RUN of ``podman build --isolation chroot``: the shrink traces the
+    app there, prunes, and the app still runs in the image."""
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed (apt-get install strace)")
+    context = tmp_path / "context"
+    context.mkdir()
+    copy_tree(template_app_prefix, context / "env")
+    zipapp = subprocess.run([sys.executable, str(REPO / "scripts/build_zipapp.py"), "--offline",
+                             "-o", str(context / "shrinkconda.pyz")],
+                            check=False, capture_output=True, text=True)
+    assert zipapp.returncode == 0, zipapp.stderr
+    base = subprocess.run([sys.executable, str(REPO / "scripts/make_base_image.py"),
+                           "--tool", "strace", "--tool", "test", str(context / "env")],
+                          check=False, capture_output=True, text=True)
+    assert base.returncode == 0, base.stderr
+    name = f"localhost/shrinkconda-test:used-by-{uuid.uuid4().hex[:12]}"
+    try:
+        build(context, USED_BY_DOCKERFILE.format(base=base.stdout.strip(), app=USED_BY_APP),
+              name)
+        report = json.loads(read_from_image(name, "/used-by-report.json", tmp_path))
+    finally:
+        subprocess.run(["podman", "rmi", "--force", name], check=False, capture_output=True)
+    assert report["rolled_back"] is False and report["verified"] is True
+    line = next(s for s in report["strategies"] if s["name"] == "used-by")
+    assert line["bytes_saved"] > 1024 * 1024
+    assert "purepkg" in report["removed_packages"]
