@@ -208,6 +208,12 @@ def is_debug_section(section: Section) -> bool:
     return section.name.startswith(_DEBUG_PREFIXES) or section.name in _DEBUG_NAMES
 
 
+def dh_mode(elf: Elf) -> str:
+    """The mode Debian's ``dh_strip`` strips a linked object with: all symbols from an
+    executable (it has a program interpreter), unneeded symbols from a shared library."""
+    return "all" if elf.type == ET_EXEC or elf.has_segment(PT_INTERP) else "unneeded"
+
+
 def removable(elf: Elf, mode: str) -> list[int]:
     """Indices of the sections ``strip --strip-<mode>`` removes from a linked object.
 

@@ -41,3 +41,15 @@ class WorkloadError(ShrinkError):
 
 class TraceIncomplete(ShrinkError):
     """The trace of a ``--used-by`` command may have missed what it used: no prune."""
+
+
+class ProfileError(ShrinkError):
+    """A profile is malformed, duplicated, or names a strategy that is not installed."""
+
+
+class UnknownProfileError(ProfileError):
+    """``--profile`` named a profile that does not exist: a usage error."""
+
+
+class ConfigError(ShrinkError):
+    """The ``--config`` file is unreadable, or a key in it is unknown or of the wrong type."""

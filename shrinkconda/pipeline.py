@@ -8,7 +8,7 @@ import os
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -16,6 +16,7 @@ from shrinkconda import (
     __version__,
     breakdown,
     condameta,
+    profiles,
     strategies,
     strip,
     trace,
@@ -28,12 +29,15 @@ from shrinkconda.errors import StripToolMissing
 from shrinkconda.plan import Plan, plan
 from shrinkconda.report import Broken, Line, Report
 from shrinkconda.scan import Problem, Scan, check_prefix, scan
+from shrinkconda.strategies import locales
 
 StageProgress = Optional[Callable[[str, int], None]]
 """Told ``(stage, n)`` as ``n`` more items of ``stage`` (``scan``, ``strip``) are done."""
 
 STRIP = "strip"
 """The strip phase's name in the report; ``--only``/``--skip`` take it like a strategy."""
+FROM_PROFILE = "profile"
+"""``Options.strip_mode`` that means: the profile's strip mode."""
 
 
 @dataclass(frozen=True)
@@ -46,9 +50,15 @@ class Options:
     """Do not run these strategies (``strip`` included)."""
     keep: tuple[str, ...] = ()
     """Globs of paths (relative to the prefix) that nothing may remove."""
-    strip_mode: str | None = "debug"
-    """What ``strip`` removes from ELF objects (``debug``, ``unneeded``, ``all``);
-    ``None`` turns the strip phase off."""
+    profile: str = profiles.DEFAULT
+    """The profile (``safe``, ``aggressive``, a plugin's) that says what runs without
+    ``only``, and the strip mode."""
+    strip_mode: str | None = FROM_PROFILE
+    """What ``strip`` removes from ELF objects (``debug``, ``unneeded``, ``all``, or
+    ``dh``: per file, like Debian's ``dh_strip``); :data:`FROM_PROFILE` takes the
+    profile's; ``None`` turns the strip phase off."""
+    keep_locales: tuple[str, ...] = ()
+    """Languages the ``locales`` strategy spares (``de`` spares ``de_AT`` too)."""
     jobs: int | None = None
     """How many files to strip at once (default: the number of CPUs)."""
     verify: bool = True
@@ -83,11 +93,12 @@ def audit(prefix: str | os.PathLike[str], options: Options = Options(),
     """
     root = check_prefix(prefix)
     breakdown.check(options.extras, root)
+    options, chosen, plugin_problems = _resolve(options)
     with transaction.locked(root):
         notes = _recover(root)
         usage = used_by.trace_workloads(root, options.used_by, options.used_by_timeout,
                                         options.command_output)
-        the_plan, problems = _plan(root, options, progress, usage)
+        the_plan, problems = _plan(root, chosen, plugin_problems, options, progress, usage)
         extras = breakdown.Breakdown(options.extras, the_plan)
         removed = the_plan.removed()
         stripped = _predict_strip(the_plan.scan, removed, options, progress)
@@ -110,6 +121,7 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
     """
     root = check_prefix(prefix)
     breakdown.check(options.extras, root)
+    options, chosen, plugin_problems = _resolve(options)
     with transaction.locked(root), ThreadPoolExecutor(max_workers=1) as background, \
             verify.ImportCheck(root, options.jobs or 2) as imports:
         notes = _recover(root)
@@ -119,7 +131,7 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
         # while this process scans, plans and strips: nothing changes until staging.
         if usage is None:
             importable = background.submit(_importable, imports, options)
-        the_plan, problems = _plan(root, options, progress, usage)
+        the_plan, problems = _plan(root, chosen, plugin_problems, options, progress, usage)
         extras = breakdown.Breakdown(options.extras, the_plan)  # reads what the shrink changes
         scan_ = the_plan.scan
         if usage is not None:  # the modules to check depend on what the plan prunes
@@ -133,6 +145,7 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
         steps = [transaction.Step(scan_.paths[i], f"r{n}") for n, i in enumerate(the_plan.roots())]
         steps += [transaction.Step(scan_.paths[m.index], f"s{n}", os.path.relpath(m.temp, root))
                   for n, m in enumerate(made)]
+        distributed = set(verify.top_level_modules(root)) if options.verify else set()
         failed = txn.stage(steps, strip_phase.temp_dirs)
         problems += transaction.problems_for(failed)
         removed, made = _without_failed(scan_, removed, made, failed)
@@ -141,7 +154,7 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
                 staged = txn.staging / step.staged
                 if step.path.endswith("/__pycache__") and step.staged and staged.is_dir():
                     imports.reuse_bytecode(staged, root / os.path.dirname(step.path))
-        broken = _check(imports, modules, options)
+        broken = _check(imports, modules, options, distributed)
         if broken:
             txn.rollback()
             report = _report(the_plan, bytearray(len(scan_)), problems, dry_run=False,
@@ -169,15 +182,26 @@ def _recover(root: Path) -> tuple[str, ...]:
     return (note,) if note else ()
 
 
-def _plan(root: Path, options: Options, progress: StageProgress,
-          usage: trace.Usage | None = None) -> tuple[Plan, list[Problem]]:
+def _resolve(options: Options) -> tuple[Options, tuple[strategies.Strategy, ...], list[Problem]]:
+    """The options with the profile's strip mode filled in, the strategies to run, and
+    the plugins that failed to load. Bad names fail here, before anything is touched."""
+    profile, problems = profiles.find(options.profile)
+    if options.strip_mode == FROM_PROFILE:
+        options = replace(options, strip_mode=profile.strip_mode)
     everything, plugin_problems = strategies.available()
     only = tuple(n for n in options.only if n != STRIP)
     skip = tuple(n for n in options.skip if n != STRIP)
     if options.only and not only:
         chosen: tuple[strategies.Strategy, ...] = ()  # --only strip
     else:
-        chosen = strategies.choose(everything, only, skip)
+        chosen = strategies.choose(everything, only, skip, profile)
+    chosen = tuple(locales.keeping(s, options.keep_locales) for s in chosen)
+    return options, chosen, [*problems, *plugin_problems]
+
+
+def _plan(root: Path, chosen: Sequence[strategies.Strategy], plugin_problems: list[Problem],
+          options: Options, progress: StageProgress,
+          usage: trace.Usage | None = None) -> tuple[Plan, list[Problem]]:
     the_scan: Scan = scan(root, _stage(progress, "scan"))
     problems = [*plugin_problems, *the_scan.problems]
     if usage is None:
@@ -201,11 +225,16 @@ def _importable(imports: verify.ImportCheck, options: Options,
     return [m for m in modules if m not in failing], ()
 
 
-def _check(imports: verify.ImportCheck, modules: list[str],
-           options: Options) -> tuple[Broken, ...]:
+def _check(imports: verify.ImportCheck, modules: list[str], options: Options,
+           distributed: set[str]) -> tuple[Broken, ...]:
     if not options.verify:
         return ()
-    failing = imports.failing(modules, after=True)
+    # A distribution removed whole (dev-tools, --used-by) took its metadata along: its
+    # modules are meant to be gone. Every other module that imported before (stdlib ones
+    # included) must still import.
+    gone = distributed - set(verify.top_level_modules(imports.prefix))
+    failing = imports.failing([m for m in modules if m.partition(".")[0] not in gone],
+                              after=True)
     commands = verify.failing_commands(imports.prefix, options.verify_commands + options.used_by,
                                        max(verify.TIMEOUT, options.used_by_timeout))
     return tuple([Broken(m, "import", e) for m, e in sorted(failing.items())]

@@ -13,6 +13,9 @@ from shrinkconda.strategies import Keep, Strategy
 
 _PINNED = 2
 """Marks a directory that holds something protected: its other contents may go."""
+_METADATA = 3
+"""Marks an installed ``*.dist-info``/``*.egg-info`` subtree: protected from every
+strategy except those that remove whole distributions (``dev-tools``)."""
 
 
 @dataclass(frozen=True)
@@ -61,10 +64,11 @@ def plan(scan: Scan, strategies: Sequence[Strategy], keep: Iterable[str] = (),
     """Run ``strategies`` in order; an entry counts for the first one that claims it.
 
     Never removed: the prefix itself, ``conda-meta/``, installed ``*.dist-info`` and
-    ``*.egg-info`` (versions and entry points live there) except those in ``released``,
-    environments nested in ``envs/``, whatever matches a ``keep`` glob (matched against
-    the path relative to the prefix; a matched directory keeps its whole subtree), and
-    the entries ``used`` marks (a used directory stays, its unused contents may go).
+    ``*.egg-info`` (versions and entry points live there; only a strategy that removes
+    whole distributions may take theirs) except those in ``released``, environments
+    nested in ``envs/``, whatever matches a ``keep`` glob (matched against the path
+    relative to the prefix; a matched directory keeps its whole subtree), and the entries
+    ``used`` marks (a used directory stays, its unused contents may go).
 
     ``last`` runs after the others and is bound by those rules only, not by what the
     other strategies spared with a :class:`Keep`: it knows what is used (``--used-by``).
@@ -90,7 +94,8 @@ def plan(scan: Scan, strategies: Sequence[Strategy], keep: Iterable[str] = (),
         indices = array("i")
         for choice in choices:
             if not isinstance(choice, Keep) and choice > 0:
-                _claim_subtree(scan, choice, protected, claimed, indices)
+                _claim_subtree(scan, choice, protected, claimed, indices,
+                               strategy.removes_distributions)
         selections.append(Selection(strategy.name, indices))
     if last is not None:
         indices = array("i")
@@ -108,11 +113,12 @@ def _claimed_path(scan: Scan, claimed: bytearray, path: str) -> bool:
 
 
 def _claim_subtree(
-    scan: Scan, top: int, protected: bytearray, claimed: bytearray, out: array  # type: ignore[type-arg]
+    scan: Scan, top: int, protected: bytearray, claimed: bytearray, out: array,  # type: ignore[type-arg]
+    metadata_too: bool = False,
 ) -> None:
     index, end = top, scan.ends[top]
     while index < end:
-        if protected[index] == 1:
+        if protected[index] == 1 or (protected[index] == _METADATA and not metadata_too):
             index = scan.ends[index]
             continue
         if not claimed[index] and protected[index] != _PINNED:
@@ -122,7 +128,8 @@ def _claim_subtree(
 
 
 def _protect(scan: Scan, keep: list[str], released: Container[int] = ()) -> bytearray:
-    """1 on protected entries and their subtrees, 2 on directories above them."""
+    """1 on protected entries and their subtrees, 2 on directories above them, 3 on
+    installed distributions' metadata (but those in ``released``)."""
     protected = bytearray(len(scan))
     protected[0] = _PINNED
     pattern = re.compile("|".join(fnmatch.translate(g.strip("/")) for g in keep)) if keep else None
@@ -130,10 +137,11 @@ def _protect(scan: Scan, keep: list[str], released: Container[int] = ()) -> byte
     index, end = 1, len(paths)
     while index < end:
         path = paths[index]
-        if (
+        if path.endswith((".dist-info", ".egg-info")) and not path.startswith("pkgs/") \
+                and index not in released and not (pattern is not None and pattern.match(path)):
+            _mark(scan, protected, index, _METADATA)
+        elif (
             path == "conda-meta"
-            or (path.endswith((".dist-info", ".egg-info")) and not path.startswith("pkgs/")
-                and index not in released)
             or (pattern is not None and pattern.match(path))
             or (kinds[index] == DIR and path.startswith("envs/") and path.count("/") == 1
                 and scan.find(path + "/conda-meta") is not None)
@@ -145,11 +153,12 @@ def _protect(scan: Scan, keep: list[str], released: Container[int] = ()) -> byte
     return protected
 
 
-def _mark(scan: Scan, protected: bytearray, index: int) -> None:
+def _mark(scan: Scan, protected: bytearray, index: int, value: int = 1) -> None:
     if protected[index] == 1:
         return
     for i in range(index, scan.ends[index]):
-        protected[i] = 1
+        if protected[i] != 1:
+            protected[i] = value
     parent = scan.parents[index]
     while parent >= 0 and protected[parent] != _PINNED:
         protected[parent] = _PINNED

@@ -24,6 +24,11 @@ from shrinkconda.scan import FILE, MAGIC_ELF, Problem, Progress, Scan
 
 #: The ``strip`` option for each mode.
 FLAGS = {"debug": "--strip-debug", "unneeded": "--strip-unneeded", "all": "--strip-all"}
+DH = "dh"
+"""The per-file mode: as Debian's ``dh_strip``, ``all`` for executables and ``unneeded``
+for shared libraries (see :func:`elf.dh_mode`)."""
+#: What ``--strip-mode`` accepts.
+MODES = (*FLAGS, DH)
 #: Stripped copies are named ``.<name>.<random>`` plus this, beside the original.
 TEMP_SUFFIX = ".shrinkconda-strip"
 
@@ -100,7 +105,7 @@ def predict(scan: Scan, indices: Iterable[int], mode: str,
     def one(index: int) -> Replacement | Problem | None:
         path = os.path.join(scan.prefix, scan.paths[index])
         try:
-            header, removed = _removable(path, mode)
+            header, removed, _ = _removable(path, mode)
             if not removed:
                 return None
             if elf.empty_loads(header):
@@ -122,7 +127,7 @@ def strippable(scan: Scan, indices: Iterable[int], mode: str) -> list[int]:
 
     def one(index: int) -> int | None:
         try:
-            _, removed = _removable(os.path.join(scan.prefix, scan.paths[index]), mode)
+            _, removed, _ = _removable(os.path.join(scan.prefix, scan.paths[index]), mode)
         except (OSError, ElfError):
             return None
         return index if removed else None
@@ -208,7 +213,7 @@ def linked_inside_note(count: int) -> str:
 def _strip_one(scan: Scan, index: int, mode: str, program: str) -> Replacement | Problem | None:
     relpath = scan.paths[index]
     path = os.path.join(scan.prefix, relpath)
-    original, removed = _removable(path, mode)
+    original, removed, mode = _removable(path, mode)
     if not removed:
         return None
     directory, name = os.path.split(path)
@@ -238,12 +243,15 @@ def _strip_one(scan: Scan, index: int, mode: str, program: str) -> Replacement |
         raise
 
 
-def _removable(path: str, mode: str) -> tuple[elf.Elf, list[int]]:
-    """The file's headers and the sections strip would remove; none unless linked."""
+def _removable(path: str, mode: str) -> tuple[elf.Elf, list[int], str]:
+    """The file's headers, the sections strip would remove (none unless linked), and the
+    mode for this file (``dh`` resolved)."""
     header = elf.read(path)
     if header.type not in (elf.ET_EXEC, elf.ET_DYN):
-        return header, []
-    return header, elf.removable(header, mode)
+        return header, [], mode
+    if mode == DH:
+        mode = elf.dh_mode(header)
+    return header, elf.removable(header, mode), mode
 
 
 def _copy_owner_and_mode(source: str, target: str) -> None:
@@ -273,8 +281,8 @@ def _why(exc: Exception) -> str:
 
 
 def _check_mode(mode: str) -> None:
-    if mode not in FLAGS:
-        raise ShrinkError(f"unknown strip mode {mode!r}; use one of {', '.join(FLAGS)}")
+    if mode not in MODES:
+        raise ShrinkError(f"unknown strip mode {mode!r}; use one of {', '.join(MODES)}")
 
 
 def _serial(work: Callable[[T], R], items: Iterable[T], progress: Progress) -> list[R]:

@@ -15,8 +15,21 @@ from dataclasses import replace
 from importlib import metadata
 
 from shrinkconda.errors import StrategyError, UnknownStrategyError
+from shrinkconda.profiles import SAFE, Profile, check
 from shrinkconda.scan import Problem
-from shrinkconda.strategies import bytecode, docs, pkgs_cache, static_libs, tests
+from shrinkconda.strategies import (
+    bytecode,
+    dev_tools,
+    docs,
+    headers,
+    js_maps,
+    locales,
+    pkgs_cache,
+    sources,
+    static_libs,
+    tests,
+    type_stubs,
+)
 from shrinkconda.strategies.base import Choice, Keep, Strategy
 
 __all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "Choice", "Keep", "Strategy", "available", "choose"]
@@ -30,6 +43,12 @@ BUILTIN: tuple[Strategy, ...] = (
     static_libs.STRATEGY,
     bytecode.STRATEGY,
     docs.STRATEGY,
+    headers.STRATEGY,
+    sources.STRATEGY,
+    js_maps.STRATEGY,
+    type_stubs.STRATEGY,
+    dev_tools.STRATEGY,
+    locales.STRATEGY,
 )
 
 
@@ -60,9 +79,10 @@ def available() -> tuple[tuple[Strategy, ...], tuple[Problem, ...]]:
 
 
 def choose(
-    strategies: Sequence[Strategy], only: Iterable[str] = (), skip: Iterable[str] = ()
+    strategies: Sequence[Strategy], only: Iterable[str] = (), skip: Iterable[str] = (),
+    profile: Profile = SAFE,
 ) -> tuple[Strategy, ...]:
-    """The strategies to run: ``only`` if given, else the defaults; minus ``skip``."""
+    """The strategies to run: ``only`` if given, else the profile's; minus ``skip``."""
     only, skip = list(only), list(skip)
     known = {s.name for s in strategies}
     unknown = sorted({*only, *skip} - known)
@@ -71,7 +91,9 @@ def choose(
             f"unknown strategy {', '.join(unknown)}; "
             f"'shrinkconda strategies' lists: {', '.join(s.name for s in strategies)}"
         )
-    chosen = [s for s in strategies if (s.name in only if only else s.default)]
+    if not only:
+        check(profile, [s.name for s in strategies])
+    chosen = [s for s in strategies if (s.name in only if only else profile.runs(s.name, s.default))]
     return tuple(s for s in chosen if s.name not in skip)
 
 

@@ -41,6 +41,9 @@ class Strategy:
     """Whether it runs when no ``--only`` is given."""
     origin: str = "built-in"
     """Where it came from: ``built-in`` or the entry point that registered it."""
+    removes_distributions: bool = False
+    """It removes installed distributions whole, so their ``*.dist-info`` and
+    ``*.egg-info`` may go too (for every other strategy they stay)."""
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
