@@ -9,18 +9,66 @@ from typing import Any, Callable, TypeVar
 
 import click
 
-from shrinkconda import __version__, breakdown, pipeline, strategies, trace
-from shrinkconda.elf import MODES as STRIP_MODES
-from shrinkconda.errors import ShrinkError, UnknownStrategyError
+from shrinkconda import __version__, breakdown, config, pipeline, profiles, strategies, trace
+from shrinkconda.errors import ShrinkError, UnknownProfileError, UnknownStrategyError
 from shrinkconda.report import Report, render, to_json
+from shrinkconda.strip import MODES as STRIP_MODES
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """Make the file's values the command's defaults, so the command line overrides them."""
+    if value is None:
+        return
+    siblings = ctx.parent.command.commands.values() \
+        if ctx.parent is not None and isinstance(ctx.parent.command, click.Group) else ()
+    elsewhere = {s.key for command in siblings if command is not ctx.command
+                 for s in _settings(command, ctx)}
+    try:
+        ctx.default_map = {**(ctx.default_map or {}), **config.resolve(
+            config.read(value), _settings(ctx.command, ctx), value, elsewhere)}
+    except ShrinkError as exc:
+        raise click.UsageError(str(exc), ctx) from exc
+
+
+def _settings(command: click.Command, ctx: click.Context) -> list[config.Setting]:
+    """A config key per long option of ``command``, checked by the option's own type."""
+    found = []
+    for param in command.params:
+        if not isinstance(param, click.Option) or not param.expose_value or param.name is None:
+            continue
+        kind = config.FLAG if param.is_flag else config.LIST if param.multiple else config.VALUE
+        for opt in param.opts:
+            if opt.startswith("--"):
+                found.append(config.Setting(opt[2:], param.name, kind, _converter(param, ctx)))
+    return found
+
+
+def _converter(param: click.Option, ctx: click.Context) -> Callable[[Any], Any]:
+    def convert(value: Any) -> Any:
+        if isinstance(param.type, (click.types.IntParamType, click.types.FloatParamType)) \
+                and isinstance(value, str):
+            raise TypeError(f"must be a number, not a string ({value!r})")
+        try:
+            return param.type.convert(value, param, ctx)
+        except click.BadParameter as exc:
+            raise ValueError(exc.message) from None
+    return convert
 
 
 def _common(func: F) -> F:
     """The arguments and options ``audit`` and ``shrink`` share."""
     decorators = [
         click.argument("prefix", required=False, type=click.Path(file_okay=True)),
+        click.option("--config", type=click.Path(dir_okay=False), is_eager=True,
+                     expose_value=False, callback=_load_config, metavar="FILE",
+                     help="Read option defaults from this TOML file; keys are the long "
+                          "option names (profile, skip, strip-mode, ...). Flags given on "
+                          "the command line win."),
+        click.option("--profile", default=profiles.DEFAULT, show_default=True, metavar="NAME",
+                     help="What runs when no --only is given, and the strip mode: safe, "
+                          "aggressive, or a plugin's ('shrinkconda profiles' lists them)."),
         click.option("--only", multiple=True, metavar="NAME",
                       help="Run only this strategy (repeatable)."),
         click.option("--skip", multiple=True, metavar="NAME",
@@ -28,10 +76,14 @@ def _common(func: F) -> F:
         click.option("--keep", multiple=True, metavar="GLOB",
                       help="Never remove paths matching GLOB, relative to the prefix "
                            "(repeatable); a matched directory keeps its subtree."),
-        click.option("--strip-mode", type=click.Choice(list(STRIP_MODES)), default="debug",
-                     show_default=True,
+        click.option("--keep-locale", "keep_locales", multiple=True, metavar="LANG",
+                     help="The locales strategy keeps this language's translations "
+                          "(repeatable; 'de' keeps de_AT too)."),
+        click.option("--strip-mode", type=click.Choice(list(STRIP_MODES)),
                      help="What GNU strip removes from ELF objects: debug sections, also "
-                          "unneeded symbols, or all symbols."),
+                          "unneeded symbols, all symbols, or dh: all from executables and "
+                          "unneeded from libraries, like Debian's dh_strip "
+                          "[default: the profile's; safe: debug, aggressive: dh]."),
         click.option("--no-strip", is_flag=True, help="Do not strip ELF objects."),
         click.option("--jobs", type=click.IntRange(min=1), metavar="N",
                      help="Strip N files at once [default: number of CPUs]."),
@@ -77,17 +129,18 @@ def main() -> None:
 
 @main.command()
 @_common
-def audit(prefix: str | None, only: tuple[str, ...], skip: tuple[str, ...],
-          keep: tuple[str, ...], strip_mode: str, no_strip: bool, jobs: int | None,
-          conda_pack_views: bool, as_json: bool, quiet: bool, by: str | None,
-          html_file: str | None, compressed: bool, used_by: tuple[str, ...],
-          used_by_timeout: float) -> None:
+def audit(prefix: str | None, profile: str, only: tuple[str, ...], skip: tuple[str, ...],
+          keep: tuple[str, ...], keep_locales: tuple[str, ...], strip_mode: str | None,
+          no_strip: bool, jobs: int | None, conda_pack_views: bool, as_json: bool,
+          quiet: bool, by: str | None, html_file: str | None, compressed: bool,
+          used_by: tuple[str, ...], used_by_timeout: float) -> None:
     """Say what a shrink would free, changing nothing (a dry run).
 
     With --used-by, the commands do run (traced), so they must be safe to run here.
     """
-    options = replace(_with_used_by(_options(only, skip, keep, strip_mode, no_strip, jobs,
-                                             conda_pack_views), used_by, used_by_timeout, quiet),
+    options = replace(_with_used_by(_options(profile, only, skip, keep, keep_locales,
+                                             strip_mode, no_strip, jobs, conda_pack_views),
+                                    used_by, used_by_timeout, quiet),
                       extras=breakdown.Wanted(by == "package", html_file, compressed))
     report = _run(pipeline.audit, _prefix(prefix), options, quiet)
     _show(report, as_json, quiet)
@@ -101,11 +154,11 @@ def audit(prefix: str | None, only: tuple[str, ...], skip: tuple[str, ...],
 @click.option("--verify-command", "verify_commands", multiple=True, metavar="CMD",
               help="Also run CMD (with the prefix's bin/ first on PATH) after the shrink; "
                    "if it fails, the shrink is rolled back (repeatable).")
-def shrink(prefix: str | None, only: tuple[str, ...], skip: tuple[str, ...],
-           keep: tuple[str, ...], strip_mode: str, no_strip: bool, jobs: int | None,
-           conda_pack_views: bool, as_json: bool, quiet: bool, by: str | None,
-           html_file: str | None, compressed: bool, used_by: tuple[str, ...],
-           used_by_timeout: float, yes: bool, no_verify: bool,
+def shrink(prefix: str | None, profile: str, only: tuple[str, ...], skip: tuple[str, ...],
+           keep: tuple[str, ...], keep_locales: tuple[str, ...], strip_mode: str | None,
+           no_strip: bool, jobs: int | None, conda_pack_views: bool, as_json: bool,
+           quiet: bool, by: str | None, html_file: str | None, compressed: bool,
+           used_by: tuple[str, ...], used_by_timeout: float, yes: bool, no_verify: bool,
            verify_commands: tuple[str, ...]) -> None:
     """Shrink the prefix, verify it still works, and roll back if it does not.
 
@@ -113,8 +166,9 @@ def shrink(prefix: str | None, only: tuple[str, ...], skip: tuple[str, ...],
     Exit status 3 means the shrink was rolled back and nothing changed.
     """
     target = _prefix(prefix)
-    options = replace(_with_used_by(_options(only, skip, keep, strip_mode, no_strip, jobs,
-                                             conda_pack_views), used_by, used_by_timeout, quiet),
+    options = replace(_with_used_by(_options(profile, only, skip, keep, keep_locales,
+                                             strip_mode, no_strip, jobs, conda_pack_views),
+                                    used_by, used_by_timeout, quiet),
                       verify=not no_verify, verify_commands=verify_commands,
                       extras=breakdown.Wanted(by == "package", html_file, compressed))
     if not yes and sys.stdin.isatty():
@@ -138,21 +192,44 @@ def list_strategies() -> None:
         available, problems = strategies.available()
     except ShrinkError as exc:
         raise click.ClickException(str(exc)) from exc
+    try:
+        known, profile_problems = profiles.available()
+    except ShrinkError as exc:
+        raise click.ClickException(str(exc)) from exc
     width = max(len(s.name) for s in available)
     for s in available:
-        flag = "" if s.default else "  (off by default)"
+        names = [p.name for p in known if p.runs(s.name, s.default)]
+        where = f"  (profiles: {', '.join(names)})" if names else "  (in no profile)"
         origin = "" if s.origin == "built-in" else f"  [{s.origin}]"
-        click.echo(f"{s.name:<{width}}  {s.summary}{flag}{origin}")
-    for problem in problems:
+        click.echo(f"{s.name:<{width}}  {s.summary}{where}{origin}")
+    for problem in (*problems, *profile_problems):
         click.echo(f"warning: {problem.message}", err=True)
 
 
-def _options(only: tuple[str, ...], skip: tuple[str, ...], keep: tuple[str, ...],
-             strip_mode: str, no_strip: bool, jobs: int | None,
-             conda_pack_views: bool) -> pipeline.Options:
-    return pipeline.Options(only=only, skip=skip, keep=keep,
-                            strip_mode=None if no_strip else strip_mode, jobs=jobs,
-                            conda_pack_views=conda_pack_views)
+@main.command("profiles")
+def list_profiles() -> None:
+    """List the profiles, built-in and from plugins, with what each runs."""
+    try:
+        known, problems = profiles.available()
+        available, strategy_problems = strategies.available()
+    except ShrinkError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for p in known:
+        origin = "" if p.origin == "built-in" else f"  [{p.origin}]"
+        click.echo(f"{p.name}: {p.summary}{origin}")
+        runs = [s.name for s in available if p.runs(s.name, s.default)]
+        click.echo(f"  strategies: {', '.join(runs)}; strip mode: {p.strip_mode}")
+    for problem in (*problems, *strategy_problems):
+        click.echo(f"warning: {problem.message}", err=True)
+
+
+def _options(profile: str, only: tuple[str, ...], skip: tuple[str, ...],
+             keep: tuple[str, ...], keep_locales: tuple[str, ...], strip_mode: str | None,
+             no_strip: bool, jobs: int | None, conda_pack_views: bool) -> pipeline.Options:
+    return pipeline.Options(
+        profile=profile, only=only, skip=skip, keep=keep, keep_locales=keep_locales,
+        strip_mode=None if no_strip else (strip_mode or pipeline.FROM_PROFILE), jobs=jobs,
+        conda_pack_views=conda_pack_views)
 
 
 def _with_used_by(options: pipeline.Options, used_by: tuple[str, ...], timeout: float,
@@ -183,7 +260,7 @@ def _run(action: Callable[..., Report], prefix: str, options: pipeline.Options,
     bars = _Bars(enabled=not quiet and sys.stderr.isatty())
     try:
         return action(prefix, options, progress=bars.update if bars.enabled else None)
-    except UnknownStrategyError as exc:
+    except (UnknownStrategyError, UnknownProfileError) as exc:
         raise click.UsageError(str(exc)) from exc
     except ShrinkError as exc:
         raise click.ClickException(str(exc)) from exc
