@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark shrinkconda against the shell recipes people use, and audit against find.
 
-    .venv/bin/python scripts/bench.py shrink [--prefix P] [--reps 3]
+    .venv/bin/python scripts/bench.py shrink [--prefix P] [--reps 3] [--profile aggressive]
     .venv/bin/python scripts/bench.py audit [--sizes 10000 100000 1000000] [--reps 3]
     .venv/bin/python scripts/bench.py profile audit|shrink PREFIX [--args='--no-verify']
     .venv/bin/python scripts/bench.py used-by [--reps 3] [--no-pyinstaller]
@@ -12,6 +12,9 @@ repetition, medians reported: bytes saved (``du -sb``, hard links once), wall ti
 time, peak RSS (``/usr/bin/time``: the largest process of the contender's tree), and
 whether the environment still works (``fixtures/envcheck.py`` run by the copy's python,
 compared with the untouched prefix).
+
+``--profile NAME`` (repeatable) adds ``shrinkconda shrink -y --profile NAME`` as a
+contender; every shrinkconda contender also reports its bytes per strategy.
 
 ``audit``: ``shrinkconda audit`` on synthetic prefixes (``synth_prefix.py``, generated once
 and reused) against ``find PREFIX -printf '%s %i %n\\n' > /dev/null``, alternating.
@@ -117,8 +120,9 @@ class Contender:
         return [a.replace("{P}", str(prefix)) for a in self.argv]
 
 
-def contenders() -> list[Contender]:
-    """The shell recipes, then shrinkconda with and (if it has the option) without verify."""
+def contenders(profiles: Sequence[str] = ()) -> list[Contender]:
+    """The shell recipes, then shrinkconda with and (if it has the option) without verify,
+    then shrinkconda with each of ``profiles``."""
     shell = ("bash", "-c")
     found = [
         Contender("docker", "docker recipe: conda clean -afy + find -delete *.a *.pyc *.js.map",
@@ -136,6 +140,10 @@ def contenders() -> list[Contender]:
         found.append(Contender("shrinkconda-no-verify", "shrinkconda shrink -y --no-verify",
                                (*SHRINKCONDA, "shrink", "-y", "--no-verify", "--json", "{P}"),
                                shrinkconda=True))
+    for name in profiles:
+        found.append(Contender(f"shrinkconda-{name}", f"shrinkconda shrink -y --profile {name}",
+                               (*SHRINKCONDA, "shrink", "-y", "--profile", name, "--json",
+                                "{P}"), shrinkconda=True))
     return found
 
 
@@ -271,7 +279,9 @@ def shrink_bench(args: argparse.Namespace) -> dict[str, Any]:
                         str(template)], check=True)
     work = args.workdir.resolve() / "shrink"
     work.mkdir(parents=True, exist_ok=True)
-    chosen = [c for c in contenders() if not args.only or c.name in args.only]
+    chosen = [c for c in contenders(args.profile)
+              if not args.only or c.name in args.only or c.name.startswith("shrinkconda-")
+              and c.name[len("shrinkconda-"):] in args.profile]
     base_json = work / "envcheck-untouched.json"
     size_before = du_bytes(template)
     base = run_envcheck(template, base_json, None)
@@ -320,6 +330,9 @@ def _one_shrink(contender: Contender, rep: int, template: Path, work: Path, base
             report = json.loads(result.stdout)
             run["reported_saved"] = report.get("bytes_saved")
             run["reported_errors"] = len(report.get("errors", []))
+            run["by_strategy"] = {line["name"]: line["bytes_saved"]
+                                  for line in report.get("strategies", [])}
+            run["rolled_back"] = report.get("rolled_back")
         except ValueError:
             run["reported_saved"] = None
     shutil.rmtree(copy)
@@ -359,6 +372,29 @@ def shrink_table(results: dict[str, Any]) -> str:
             f"| {_metadata_cell(verdicts[0])} "
             f"| {_modules_cell(verdicts[0])} "
             f"| {_works_cell(verdicts)} |")
+    return "\n".join(lines)
+
+
+def strategy_table(results: dict[str, Any]) -> str:
+    """Bytes each strategy saved, per shrinkconda contender (medians over repetitions)."""
+    shown = [c for c in results["contenders"]
+             if any("by_strategy" in r for r in results["runs"] if r["contender"] == c["name"])]
+    if not shown:
+        return ""
+    names: list[str] = []
+    medians: dict[str, dict[str, float]] = {}
+    for contender in shown:
+        runs = [r["by_strategy"] for r in results["runs"]
+                if r["contender"] == contender["name"] and "by_strategy" in r]
+        for run in runs:
+            names += [n for n in run if n not in names]
+        medians[contender["name"]] = {n: statistics.median(r.get(n, 0) for r in runs)
+                                      for n in names}
+    lines = ["| strategy | " + " | ".join(c["label"] for c in shown) + " |",
+             "|---|" + "---:|" * len(shown)]
+    for name in names:
+        cells = [f"{medians[c['name']].get(name, 0) / MIB:.1f}" for c in shown]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -565,7 +601,9 @@ def main(argv: list[str] | None = None) -> int:
     shrink.add_argument("--reps", type=int, default=3)
     shrink.add_argument("--only", nargs="+", metavar="NAME",
                         help="only these contenders: docker, pywren, tuned, tuned-safe, "
-                             "shrinkconda, shrinkconda-no-verify")
+                             "shrinkconda, shrinkconda-no-verify (and each --profile)")
+    shrink.add_argument("--profile", action="append", default=[], metavar="NAME",
+                        help="also shrinkconda shrink --profile NAME (repeatable)")
     audit = sub.add_parser("audit", help="shrinkconda audit against find at scale")
     audit.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     audit.add_argument("--reps", type=int, default=3)
@@ -592,6 +630,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.kind == "shrink":
         results = shrink_bench(args)
         print(shrink_table(results))
+        print("\nMiB saved per strategy:\n\n" + strategy_table(results))
         notes = failure_notes(results)
         if notes:
             print("\nWhat broke:\n\n" + notes)
