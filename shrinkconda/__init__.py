@@ -6,9 +6,10 @@ __version__ = "0.1.0"
 
 from shrinkconda.errors import PrefixError, ShrinkError, StrategyError
 from shrinkconda.pipeline import Options, audit, shrink
+from shrinkconda.profiles import Profile
 from shrinkconda.strategies import Keep, Strategy
 
 __all__ = [
-    "Keep", "Options", "PrefixError", "ShrinkError", "Strategy", "StrategyError",
+    "Keep", "Options", "PrefixError", "Profile", "ShrinkError", "Strategy", "StrategyError",
     "__version__", "audit", "shrink",
 ]

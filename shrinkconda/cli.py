@@ -47,9 +47,11 @@ def _settings(command: click.Command, ctx: click.Context) -> list[config.Setting
 
 def _converter(param: click.Option, ctx: click.Context) -> Callable[[Any], Any]:
     def convert(value: Any) -> Any:
-        if isinstance(param.type, (click.types.IntParamType, click.types.FloatParamType)) \
-                and isinstance(value, str):
+        numeric = isinstance(param.type, (click.types.IntParamType, click.types.FloatParamType))
+        if numeric and isinstance(value, str):
             raise TypeError(f"must be a number, not a string ({value!r})")
+        if not numeric and not isinstance(value, str):
+            raise TypeError(f"must be a string, not {value!r}")
         try:
             return param.type.convert(value, param, ctx)
         except click.BadParameter as exc:

@@ -16,6 +16,7 @@ from shrinkconda import (
     __version__,
     breakdown,
     condameta,
+    dedup,
     profiles,
     strategies,
     strip,
@@ -36,6 +37,9 @@ StageProgress = Optional[Callable[[str, int], None]]
 
 STRIP = "strip"
 """The strip phase's name in the report; ``--only``/``--skip`` take it like a strategy."""
+DEDUP = dedup.NAME
+"""The dedup phase's name: a strategy for ``--only``/``--skip`` and profiles, run after
+the strip phase since it replaces files by links instead of removing them."""
 FROM_PROFILE = "profile"
 """``Options.strip_mode`` that means: the profile's strip mode."""
 
@@ -93,7 +97,7 @@ def audit(prefix: str | os.PathLike[str], options: Options = Options(),
     """
     root = check_prefix(prefix)
     breakdown.check(options.extras, root)
-    options, chosen, plugin_problems = _resolve(options)
+    options, chosen, dedups, plugin_problems = _resolve(options)
     with transaction.locked(root):
         notes = _recover(root)
         usage = used_by.trace_workloads(root, options.used_by, options.used_by_timeout,
@@ -103,10 +107,13 @@ def audit(prefix: str | os.PathLike[str], options: Options = Options(),
         removed = the_plan.removed()
         stripped = _predict_strip(the_plan.scan, removed, options, progress)
         replaced = stripped.replaced if stripped else ()
-        payload = _payload(the_plan, removed, replaced, options, digest=lambda path: "0" * 64)
+        linked = _DedupPhase(*dedup.find(the_plan.scan, removed, {r.index for r in replaced})) \
+            if dedups else None
+        payload = _payload(the_plan, removed, replaced, options, digest=lambda path: "0" * 64,
+                           linked=linked)
         metadata, dropped = condameta.predict(the_plan.scan, payload)
         report = _report(the_plan, removed, problems, dry_run=True, stripped=stripped,
-                         notes=notes, metadata=metadata, removed_packages=dropped)
+                         notes=notes, metadata=metadata, removed_packages=dropped, linked=linked)
         return extras.finish(report, removed, replaced, metadata, lambda: breakdown.predicted_after(
             the_plan, removed, replaced, options.strip_mode, payload, metadata, options.jobs))
 
@@ -121,7 +128,7 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
     """
     root = check_prefix(prefix)
     breakdown.check(options.extras, root)
-    options, chosen, plugin_problems = _resolve(options)
+    options, chosen, dedups, plugin_problems = _resolve(options)
     with transaction.locked(root), ThreadPoolExecutor(max_workers=1) as background, \
             verify.ImportCheck(root, options.jobs or 2) as imports:
         notes = _recover(root)
@@ -140,15 +147,21 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
         removed = the_plan.removed()
         txn = transaction.Transaction(root)
         made, strip_phase = _make_stripped(scan_, removed, options, progress, txn)
+        linked = _make_links(scan_, removed, made, txn, strip_phase.temp_dirs) if dedups else None
+        temp_dirs = strip_phase.temp_dirs + (linked.temp_dirs if linked else ())
         modules, verify_notes = importable.result()
         notes += verify_notes
         steps = [transaction.Step(scan_.paths[i], f"r{n}") for n, i in enumerate(the_plan.roots())]
         steps += [transaction.Step(scan_.paths[m.index], f"s{n}", os.path.relpath(m.temp, root))
                   for n, m in enumerate(made)]
+        steps += [transaction.Step(scan_.paths[k.index], f"d{n}", os.path.relpath(k.temp, root))
+                  for n, k in enumerate(linked.links if linked else ())]
         distributed = set(verify.top_level_modules(root)) if options.verify else set()
-        failed = txn.stage(steps, strip_phase.temp_dirs)
+        failed = txn.stage(steps, temp_dirs)
         problems += transaction.problems_for(failed)
         removed, made = _without_failed(scan_, removed, made, failed)
+        if linked is not None and failed:
+            linked = linked.without({step.path for step, _ in failed}, scan_)
         if options.verify:
             for step in steps:
                 staged = txn.staging / step.staged
@@ -159,10 +172,11 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
             txn.rollback()
             report = _report(the_plan, bytearray(len(scan_)), problems, dry_run=False,
                              stripped=strip_phase.with_replaced(()) if options.strips() else None,
-                             notes=notes, broken=broken, verified=True, rolled_back=True)
+                             notes=notes, broken=broken, verified=True, rolled_back=True,
+                             linked=_DedupPhase([], linked.problems) if linked else None)
             return extras.finish(report, bytearray(len(scan_)), (), (), after=None)
         dropped: list[str] = []
-        txn.commit(_payload(the_plan, removed, made, options, digest=_sha256),
+        txn.commit(_payload(the_plan, removed, made, options, digest=_sha256, linked=linked),
                    lambda payload: dropped.extend(condameta.apply(root, payload)))
         if options.verify and modules:
             notes += ((f"verified: the {len(modules)} top-level modules that imported "
@@ -171,7 +185,10 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
         report = _report(the_plan, removed, problems, dry_run=False,
                          stripped=strip_phase.with_replaced(made) if options.strips() else None,
                          notes=notes, verified=options.verify, metadata=metadata,
-                         removed_packages=dropped)
+                         removed_packages=dropped, linked=linked,
+                         grown=[(STRIP, _growth(scan_, strip_phase.temp_dirs)),
+                                (DEDUP, _growth(scan_, [d for d in temp_dirs
+                                                        if d not in strip_phase.temp_dirs]))])
         return extras.finish(report, removed, made, metadata,
                              lambda: breakdown.measured_after(root))
 
@@ -182,9 +199,11 @@ def _recover(root: Path) -> tuple[str, ...]:
     return (note,) if note else ()
 
 
-def _resolve(options: Options) -> tuple[Options, tuple[strategies.Strategy, ...], list[Problem]]:
-    """The options with the profile's strip mode filled in, the strategies to run, and
-    the plugins that failed to load. Bad names fail here, before anything is touched."""
+def _resolve(options: Options
+             ) -> tuple[Options, tuple[strategies.Strategy, ...], bool, list[Problem]]:
+    """The options with the profile's strip mode filled in, the strategies that remove,
+    whether the dedup phase runs, and the plugins that failed to load. Bad names fail
+    here, before anything is touched."""
     profile, problems = profiles.find(options.profile)
     if options.strip_mode == FROM_PROFILE:
         options = replace(options, strip_mode=profile.strip_mode)
@@ -195,8 +214,11 @@ def _resolve(options: Options) -> tuple[Options, tuple[strategies.Strategy, ...]
         chosen: tuple[strategies.Strategy, ...] = ()  # --only strip
     else:
         chosen = strategies.choose(everything, only, skip, profile)
-    chosen = tuple(locales.keeping(s, options.keep_locales) for s in chosen)
-    return options, chosen, [*problems, *plugin_problems]
+    chosen = tuple(locales.keeping(s, options.keep_locales) for s in chosen
+                   if not (s.name == DEDUP and s.origin == "built-in"))
+    dedups = any(s.name == DEDUP for s in strategies.choose(everything, only, skip, profile)) \
+        if not (options.only and not only) else False
+    return options, chosen, dedups, [*problems, *plugin_problems]
 
 
 def _plan(root: Path, chosen: Sequence[strategies.Strategy], plugin_problems: list[Problem],
@@ -260,7 +282,8 @@ def _without_failed(scan_: Scan, removed: bytearray, made: list[strip.Replacemen
 
 
 def _payload(the_plan: Plan, removed: bytearray, made: Sequence[strip.Replacement],
-             options: Options, digest: Callable[[Path], str]) -> dict[str, Any]:
+             options: Options, digest: Callable[[Path], str],
+             linked: _DedupPhase | None = None) -> dict[str, Any]:
     """What the commit records in ``conda-meta``: small, roots only."""
     scan_ = the_plan.scan
     by_strategy: dict[str, list[str]] = {}
@@ -278,6 +301,8 @@ def _payload(the_plan: Plan, removed: bytearray, made: Sequence[strip.Replacemen
                      for m in made},
         "kept": [[k.path, k.reason] for k in the_plan.kept],
         "views": options.conda_pack_views,
+        "deduplicated": {scan_.paths[k.index]: scan_.paths[k.target]
+                         for k in (linked.links if linked else ())},
     }
 
 
@@ -293,7 +318,8 @@ def _report(the_plan: Plan, removed: bytearray, problems: list[Problem], dry_run
             stripped: _StripPhase | None = None, notes: tuple[str, ...] = (),
             broken: tuple[Broken, ...] = (), verified: bool | None = None,
             rolled_back: bool = False, metadata: Sequence[condameta.Change] = (),
-            removed_packages: Sequence[str] = ()) -> Report:
+            removed_packages: Sequence[str] = (), linked: _DedupPhase | None = None,
+            grown: Sequence[tuple[str, tuple[int, int]]] = ()) -> Report:
     ledger = Ledger(the_plan.scan)
     lines: tuple[Line, ...] = ()
     per_package: dict[str, int] = {}
@@ -308,6 +334,14 @@ def _report(the_plan: Plan, removed: bytearray, problems: list[Problem], dry_run
         lines += (Line(STRIP, _strip_saving(ledger, stripped.replaced)),)
         problems = problems + stripped.problems
         notes += stripped.notes
+    if linked is not None:
+        lines += (Line(DEDUP, ledger.remove(k.index for k in linked.links)),)
+        problems = problems + linked.problems
+    for name, (size, allocated) in grown:
+        # The temporary copies and links made directories grow (ext4 never shrinks
+        # them): measured after the commit, charged to the phase that made them.
+        lines = tuple(Line(ln.name, ln.saving + ledger.add(size, allocated))
+                      if ln.name == name else ln for ln in lines)
     if metadata:
         lines += (Line("conda-meta", _metadata_saving(ledger, the_plan.scan, metadata)),)
     if removed_packages:
@@ -415,8 +449,47 @@ def _metadata_saving(ledger: Ledger, scan_: Scan,
     return total
 
 
+def _growth(scan_: Scan, directories: Sequence[str]) -> tuple[int, int]:
+    """How many bytes (apparent, allocated) the directories gained since the scan."""
+    size = allocated = 0
+    for directory in directories:
+        index = scan_.find(directory)
+        try:
+            st = os.lstat(scan_.prefix / directory)
+        except OSError:
+            continue
+        if index is not None:
+            size += st.st_size - scan_.sizes[index]
+            allocated += st.st_blocks * 512 - scan_.allocated[index]
+    return size, allocated
+
+
 def _strip_saving(ledger: Ledger, replaced: Sequence[strip.Replacement]) -> Saving:
     total = Saving(files=len(replaced))
     for item in replaced:
         total += ledger.replace(item.index, item.size, item.allocated)
     return total
+
+
+# The dedup phase: duplicates found among what survives the removals and the strip;
+# in a shrink, a temporary link to the kept inode is made beside each duplicate and
+# the transaction swaps it in.
+
+@dataclass(frozen=True)
+class _DedupPhase:
+    links: Sequence[dedup.Link]
+    problems: list[Problem]
+    temp_dirs: tuple[str, ...] = ()
+
+    def without(self, paths: set[str], scan_: Scan) -> _DedupPhase:
+        kept = [k for k in self.links if scan_.paths[k.index] not in paths]
+        return _DedupPhase(kept, self.problems, self.temp_dirs)
+
+
+def _make_links(scan_: Scan, removed: bytearray, made: Sequence[strip.Replacement],
+                txn: transaction.Transaction, strip_dirs: tuple[str, ...]) -> _DedupPhase:
+    found, problems = dedup.find(scan_, removed, {m.index for m in made})
+    dirs = dedup.directories(scan_, found)
+    txn.prepare(strip_dirs + dirs)
+    links, failed = dedup.make_links(scan_, found)
+    return _DedupPhase(links, problems + failed, dirs)

@@ -17,6 +17,7 @@ from fixtures.builder import (
     build_channel,
     build_external_cache_env,
     build_fixture_prefix,
+    build_opt_in_prefix,
     build_shared_cache_envs,
 )
 from fixtures.install import copy_tree
@@ -92,5 +93,20 @@ def template_app_prefix(tmp_path_factory: pytest.TempPathFactory, fixture_channe
 def app_prefix(template_app_prefix: Path, tmp_path: Path) -> Iterator[Path]:
     """A private copy of `template_app_prefix`."""
     copy = copy_tree(template_app_prefix, tmp_path / "prefix")
+    yield copy
+    shutil.rmtree(copy, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def template_opt_in_prefix(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A base-install prefix with the demo packages plus `fixtures.opt_in`'s: what the
+    opt-in strategies remove, and their traps. Tests must not modify it: copy it."""
+    return build_opt_in_prefix(tmp_path_factory.mktemp("opt-in") / "prefix")
+
+
+@pytest.fixture
+def opt_in_prefix(template_opt_in_prefix: Path, tmp_path: Path) -> Iterator[Path]:
+    """A private copy of `template_opt_in_prefix`."""
+    copy = copy_tree(template_opt_in_prefix, tmp_path / "prefix")
     yield copy
     shutil.rmtree(copy, ignore_errors=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,23 +14,25 @@ import pytest
 from treeutil import run_cli
 
 PLUGIN_MODULE = '''
-"""Removes JavaScript source maps, which no browser in a container will ask for."""
-from shrinkconda import Strategy
+"""Removes CSS source maps, which no browser in a container will ask for."""
+from shrinkconda import Profile, Strategy
 
 
 def select(scan):
     for index, path in enumerate(scan.paths):
-        if path.endswith(".js.map"):
+        if path.endswith(".css.map"):
             yield index
 
 
-STRATEGY = Strategy(name="js-maps", summary="JavaScript source maps (*.js.map)",
-                    select=select)
+STRATEGY = Strategy(name="css-maps", summary="CSS source maps (*.css.map)",
+                    select=select, default=False)
+PROFILE = Profile(name="lean", summary="only CSS maps, all symbols",
+                  strategies=("css-maps",), strip_mode="all", defaults=False)
 '''
 
 
 def _install_plugin(where: Path, name: str, entry_points: dict[str, str],
-                    module: str) -> Path:
+                    module: str, profiles: dict[str, str] | None = None) -> Path:
     """Build and install a plugin distribution into ``where/site`` with pip."""
     src = where / f"{name}-src"
     (src / name).mkdir(parents=True)
@@ -46,6 +49,10 @@ def _install_plugin(where: Path, name: str, entry_points: dict[str, str],
 
         [project.entry-points."shrinkconda.strategies"]
         """) + eps + "\n")
+    if profiles:
+        with open(src / "pyproject.toml", "a") as f:
+            f.write('[project.entry-points."shrinkconda.profiles"]\n'
+                    + "".join(f'{k} = "{v}"\n' for k, v in profiles.items()))
     site = where / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
                     "--no-build-isolation", "--target", str(site), str(src)],
@@ -59,27 +66,44 @@ def _env_with(site: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _install_plugin(tmp_path_factory.mktemp("plugin"), "shrinkconda_jsmaps",
-                           {"js-maps": "shrinkconda_jsmaps:STRATEGY"}, PLUGIN_MODULE)
+    return _install_plugin(tmp_path_factory.mktemp("plugin"), "shrinkconda_cssmaps",
+                           {"css-maps": "shrinkconda_cssmaps:STRATEGY"}, PLUGIN_MODULE,
+                           {"lean": "shrinkconda_cssmaps:PROFILE"})
 
 
 def test_plugin_is_listed(plugin_site: Path) -> None:
     result = run_cli("strategies", env=_env_with(plugin_site))
     assert result.returncode == 0, result.stderr
-    line = next(ln for ln in result.stdout.splitlines() if ln.startswith("js-maps"))
-    assert "source maps" in line and "shrinkconda_jsmaps:STRATEGY" in line
+    line = next(ln for ln in result.stdout.splitlines() if ln.startswith("css-maps"))
+    assert "source maps" in line and "shrinkconda_cssmaps:STRATEGY" in line
+    assert "(profiles: lean)" in line
+    profiles = run_cli("profiles", env=_env_with(plugin_site))
+    assert "lean: only CSS maps" in profiles.stdout and "strategies: css-maps;" in profiles.stdout
 
 
 def test_plugin_runs_like_a_builtin(plugin_site: Path, prefix: Path) -> None:
     bundle = prefix / "share" / "jupyter" / "lab" / "static"
     bundle.mkdir(parents=True)
-    (bundle / "main.js").write_text("console.log(1)")
-    (bundle / "main.js.map").write_text("{}" * 5000)
-    result = run_cli("shrink", "-y", "--only", "js-maps", str(prefix),
+    (bundle / "main.css").write_text("body {}")
+    (bundle / "main.css.map").write_text("{}" * 5000)
+    result = run_cli("shrink", "-y", "--only", "css-maps", str(prefix),
                      env=_env_with(plugin_site))
     assert result.returncode == 0, result.stderr
-    assert "js-maps" in result.stdout
-    assert not (bundle / "main.js.map").exists() and (bundle / "main.js").exists()
+    assert "css-maps" in result.stdout
+    assert not (bundle / "main.css.map").exists() and (bundle / "main.css").exists()
+
+
+def test_plugin_profile_chooses_strategies_and_strip_mode(plugin_site: Path,
+                                                          prefix: Path) -> None:
+    (prefix / "share" / "site.css.map").write_text("{}" * 5000)
+    result = run_cli("audit", "--json", "--profile", "lean", str(prefix),
+                     env=_env_with(plugin_site))
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert [s["name"] for s in doc["strategies"]][:2] == ["css-maps", "strip"]
+    assert doc["strategies"][0]["files"] == 1
+    unknown = run_cli("audit", "--profile", "nope", str(prefix), env=_env_with(plugin_site))
+    assert unknown.returncode == 2 and "lean" in unknown.stderr
 
 
 def test_broken_plugin_is_reported_and_skipped(tmp_path: Path, prefix: Path) -> None:
@@ -93,7 +117,7 @@ def test_broken_plugin_is_reported_and_skipped(tmp_path: Path, prefix: Path) -> 
 
 
 def test_duplicate_name_is_an_error_naming_both(tmp_path: Path, prefix: Path) -> None:
-    module = PLUGIN_MODULE.replace('name="js-maps"', 'name="docs"')
+    module = PLUGIN_MODULE.replace('name="css-maps"', 'name="docs"')
     site = _install_plugin(tmp_path, "shrinkconda_dup", {"docs": "shrinkconda_dup:STRATEGY"},
                            module)
     result = run_cli("audit", str(prefix), env=_env_with(site))

@@ -323,7 +323,7 @@ def _assert_cache_matches_its_records(cache: Path, env: Path) -> None:
     assert checked > 10
 
 
-@pytest.mark.parametrize("mode", elf.MODES)
+@pytest.mark.parametrize("mode", strip.MODES)
 def test_stripped_extension_still_calls_its_stripped_library(prefix: Path, mode: str) -> None:
     report = pipeline.shrink(prefix, Options(strip_mode=mode))
     assert report.errors == ()
@@ -339,13 +339,21 @@ def test_stripped_extension_still_calls_its_stripped_library(prefix: Path, mode:
     assert leftovers(prefix) == []
 
 
-@pytest.mark.parametrize("mode", elf.MODES)
+@pytest.mark.parametrize("mode", strip.MODES)
 def test_audit_predicts_the_strip_line(prefix: Path, mode: str) -> None:
     options = Options(strip_mode=mode)
     predicted = strip_line(pipeline.audit(prefix, options))
     done = strip_line(pipeline.shrink(prefix, options))
     assert predicted["files"] == done["files"] > 0
     assert abs(predicted["bytes"] - done["bytes"]) <= TOLERANCE * done["files"]
+
+
+def test_dh_mode_strips_executables_of_all_symbols_and_libraries_of_unneeded(
+        template_prefix: Path) -> None:
+    modes = {relpath: elf.dh_mode(elf.read(template_prefix / relpath))
+             for relpath in ("bin/demo-tool", "bin/python3.11", EXT, "lib/libdemo.so.1.0.0")}
+    assert modes == {"bin/demo-tool": "all", "bin/python3.11": "all", EXT: "unneeded",
+                     "lib/libdemo.so.1.0.0": "unneeded"}
 
 
 def test_no_strip_leaves_elf_files_alone(prefix: Path) -> None:

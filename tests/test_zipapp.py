@@ -19,12 +19,13 @@ from pathlib import Path
 import pytest
 
 import shrinkconda
+from shrinkconda import strategies
 
 REPO = Path(__file__).resolve().parents[1]
 BUILD = REPO / "scripts" / "build_zipapp.py"
 #: A RUN step's environment: no terminal type, no $CONDA_PREFIX, the host Python off PATH.
 RUN_ENV = {"PATH": "/usr/bin:/bin"}
-BUILTIN = ("pkgs-cache", "tests", "static-libs", "bytecode", "docs")
+BUILTIN = tuple(s.name for s in strategies.BUILTIN)
 #: What would betray a progress bar or colour in a build log.
 _TERMINAL_NOISE = re.compile(r"\x1b\[|\r|[█▏▎▍▌▋▊▉]|it/s|entries/s")
 
@@ -168,3 +169,21 @@ def test_runs_on_the_oldest_supported_python(prefix: Path, tmp_path: Path) -> No
         assert done.returncode == 0, done.stderr
         assert_plain(done)
     assert os.listdir(prefix / "pkgs") == []
+
+
+def test_a_config_file_works_from_the_zipapp(pyz: Path, prefix: Path, tmp_path: Path) -> None:
+    config = tmp_path / "shrinkconda.toml"
+    config.write_text('profile = "aggressive"\nskip = ["strip"]\njson = true\n')
+    done = run_pyz(prefix / "bin" / "python", pyz, "audit", "--config", config, prefix)
+    assert done.returncode == 0, done.stderr
+    names = [s["name"] for s in json.loads(done.stdout)["strategies"]]
+    assert "headers" in names and "strip" not in names
+    # Pythons before 3.11 have no tomllib: the zipapp's own reader parses the same file.
+    vendored = subprocess.run(
+        [str(prefix / "bin" / "python"), "-c",
+         "import sys; sys.path.insert(0, sys.argv[1]); from shrinkconda._vendor import tomli; "
+         "print(tomli.load(open(sys.argv[2], 'rb')))", str(pyz), str(config)],
+        env=RUN_ENV, check=False, capture_output=True, text=True)
+    assert vendored.returncode == 0, vendored.stderr
+    assert vendored.stdout.strip() == str({"profile": "aggressive", "skip": ["strip"],
+                                           "json": True})

@@ -19,6 +19,7 @@ from shrinkconda.profiles import SAFE, Profile, check
 from shrinkconda.scan import Problem
 from shrinkconda.strategies import (
     bytecode,
+    dedup,
     dev_tools,
     docs,
     headers,
@@ -49,6 +50,7 @@ BUILTIN: tuple[Strategy, ...] = (
     type_stubs.STRATEGY,
     dev_tools.STRATEGY,
     locales.STRATEGY,
+    dedup.STRATEGY,
 )
 
 

@@ -1,0 +1,147 @@
+"""Make identical files one inode: the ``dedup`` phase, run after the removals and strip.
+
+Not a removal: a duplicate path stays, as a hard link to a file with the same bytes,
+mode and owner. The transaction stages each duplicate's original (hard-linked into
+staging) and swaps in a temporary link beside it, so the path never goes missing and
+a rollback puts the original back. Only inodes whose every link is inside the prefix
+take part: linking an env file to one shared with a package cache or a sibling
+environment would make them share a new inode, and the disk would get nothing back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+
+from shrinkconda.scan import FILE, Problem, Scan
+from shrinkconda.strip import TEMP_SUFFIX
+
+NAME = "dedup"
+#: Never linked: records conda rewrites, caches and nested environments.
+_OUTSIDE_SCOPE = ("conda-meta/", "pkgs/", "envs/")
+
+
+@dataclass(frozen=True)
+class Link:
+    """A path that becomes a hard link to another path's inode."""
+
+    index: int
+    """Scan index of the duplicate, whose own inode leaves the prefix."""
+    target: int
+    """Scan index of a path of the inode that stays."""
+    temp: str = ""
+    """Absolute path of the temporary link beside the duplicate; "" for a prediction."""
+
+
+def find(scan: Scan, removed: bytearray, replaced: Collection[int] = ()
+         ) -> tuple[list[Link], list[Problem]]:
+    """The duplicates among the files that survive ``removed`` (1 = gone) and are not
+    replaced by a stripped copy, each with the path it will link to.
+
+    Files are duplicates when size, mode bits, owner, group and sha256 agree. Of a set
+    of duplicates, the inode with the most links stays. Empty files are left alone.
+    """
+    survivors = _eligible_inodes(scan, removed, replaced)
+    by_shape: dict[tuple[int, int, int], list[tuple[int, ...]]] = {}
+    for paths in survivors.values():
+        first = paths[0]
+        shape = (scan.devs[first], scan.sizes[first], scan.modes[first])
+        by_shape.setdefault(shape, []).append(paths)
+    links: list[Link] = []
+    problems: list[Problem] = []
+    for group in by_shape.values():
+        if len(group) < 2:
+            continue
+        by_content: dict[tuple[str, int, int], list[tuple[int, ...]]] = {}
+        for paths in group:
+            try:
+                key = _fingerprint(scan, paths[0])
+            except OSError as exc:
+                problems.append(Problem(scan.paths[paths[0]],
+                                        f"not deduplicated: {exc.strerror or exc}"))
+                continue
+            by_content.setdefault(key, []).append(paths)
+        for same in by_content.values():
+            if len(same) < 2:
+                continue
+            keeper = max(same, key=lambda p: (len(p), -p[0]))
+            links += [Link(i, keeper[0]) for paths in same if paths is not keeper for i in paths]
+    return sorted(links, key=lambda link: link.index), problems
+
+
+def _eligible_inodes(scan: Scan, removed: bytearray, replaced: Collection[int]
+                     ) -> dict[tuple[int, int], tuple[int, ...]]:
+    """Inode -> its surviving paths, for inodes whose every link is a surviving (or
+    removed) path inside the prefix, none of them in conda-meta, pkgs or envs."""
+    kinds, sizes, nlinks, devs, inos, paths = (scan.kinds, scan.sizes, scan.nlinks, scan.devs,
+                                               scan.inos, scan.paths)
+    replaced = set(replaced)
+    inside: dict[tuple[int, int], int] = {}
+    survivors: dict[tuple[int, int], list[int]] = {}
+    barred: set[tuple[int, int]] = set()
+    for index in range(len(scan)):
+        if kinds[index] != FILE or not sizes[index]:
+            continue
+        key = (devs[index], inos[index])
+        if nlinks[index] > 1:
+            inside[key] = inside.get(key, 0) + 1
+        if removed[index]:
+            continue
+        if index in replaced or paths[index].startswith(_OUTSIDE_SCOPE):
+            barred.add(key)
+            continue
+        survivors.setdefault(key, []).append(index)
+    return {key: tuple(found) for key, found in survivors.items()
+            if key not in barred and nlinks[found[0]] == inside.get(key, 1)}
+
+
+def _fingerprint(scan: Scan, index: int) -> tuple[str, int, int]:
+    path = scan.prefix / scan.paths[index]
+    st = os.lstat(path)
+    if (st.st_ino, st.st_size) != (scan.inos[index], scan.sizes[index]):
+        raise OSError(0, "changed since the scan")
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest(), st.st_uid, st.st_gid
+
+
+def make_links(scan: Scan, links: Iterable[Link]) -> tuple[list[Link], list[Problem]]:
+    """Create each link's temporary hard link to its target, beside the duplicate.
+
+    They are named like stripped copies (``.<name>.<random>`` plus
+    :data:`~shrinkconda.strip.TEMP_SUFFIX`), so a killed run's leftovers are cleaned up
+    the same way.
+    """
+    made: list[Link] = []
+    problems: list[Problem] = []
+    for link in links:
+        directory, name = os.path.split(scan.prefix / scan.paths[link.index])
+        temp = os.path.join(directory, f".{name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        try:
+            os.link(scan.prefix / scan.paths[link.target], temp)
+        except OSError as exc:
+            problems.append(Problem(scan.paths[link.index],
+                                    f"not deduplicated: {exc.strerror or exc}"))
+            continue
+        made.append(Link(link.index, link.target, temp))
+    return made, problems
+
+
+def discard(links: Sequence[Link]) -> None:
+    """Delete temporary links that will not be installed."""
+    for link in links:
+        if link.temp:
+            try:
+                os.unlink(link.temp)
+            except FileNotFoundError:
+                pass
+
+
+def directories(scan: Scan, links: Iterable[Link]) -> tuple[str, ...]:
+    """The directories (relative) where temporary links lie, for crash recovery."""
+    return tuple(sorted({os.path.dirname(scan.paths[link.index]) for link in links}))

@@ -1,0 +1,164 @@
+"""The dedup phase: identical files become one inode, inside the prefix only, reversibly."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from treeutil import du_allocated, du_bytes, prefix_python, run_cli
+
+from fixtures.install import copy_tree
+from shrinkconda import Options, audit, shrink
+from shrinkconda.transaction import STATE_DIR
+
+SITE = "lib/python3.11/site-packages"
+ONLY = Options(only=("dedup",), strip_mode=None)
+WORKS = "import demopkg, astro, purepkg; assert demopkg.add(2, 3) == 5"
+
+
+def _plant(prefix: Path) -> list[Path]:
+    """Three copies of a module (one with other mode bits) and two of a library."""
+    source = prefix / SITE / "demopkg" / "__init__.py"
+    copies = [prefix / SITE / "demopkg" / f"copy{n}.py" for n in range(3)]
+    for copy in copies:
+        shutil.copyfile(source, copy)
+    copies[2].chmod(0o600)
+    library = prefix / "lib" / "libdemo.so.1.0.0"
+    extra = prefix / "share" / "demo" / "libdemo-copy.so"
+    shutil.copyfile(library, extra)
+    extra.chmod(library.stat().st_mode & 0o7777)
+    return [*copies, extra]
+
+
+def _contents(root: Path) -> dict[str, str]:
+    """Path -> sha256 of every file but the shrink's own history."""
+    out = {}
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path) and not name.endswith(".jsonl"):
+                with open(path, "rb") as f:
+                    out[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+def test_identical_files_become_one_inode_and_mode_bits_keep_them_apart(prefix: Path) -> None:
+    copy0, copy1, copy2, extra = _plant(prefix)
+    shrink(prefix, Options(only=("pkgs-cache",), strip_mode=None, verify=False))
+    before = _contents(prefix)
+    predicted = audit(prefix, ONLY)
+    done = shrink(prefix, ONLY)
+    assert done.verified and not done.rolled_back
+    original = prefix / SITE / "demopkg" / "__init__.py"
+    assert copy0.stat().st_ino == copy1.stat().st_ino == original.stat().st_ino
+    assert copy2.stat().st_ino != original.stat().st_ino  # 0o600, not merged
+    assert extra.stat().st_ino == (prefix / "lib/libdemo.so.1.0.0").stat().st_ino
+    assert _contents(prefix) == before  # the same bytes everywhere
+    assert [(ln.name, ln.saving) for ln in done.lines] == [
+        (ln.name, ln.saving) for ln in predicted.lines]
+    assert done.lines[0].name == "dedup" and done.lines[0].saving.bytes > extra.stat().st_size
+    assert done.size_after == du_bytes(prefix) and done.allocated_after == du_allocated(prefix)
+    history = json.loads(
+        (prefix / "conda-meta/shrinkconda-history.jsonl").read_text().splitlines()[-1])
+    assert history["deduplicated"][f"{SITE}/demopkg/copy0.py"] == f"{SITE}/demopkg/__init__.py"
+    assert prefix_python(prefix, WORKS).returncode == 0
+
+
+def test_files_of_other_owners_are_not_merged(prefix: Path) -> None:
+    copy0, copy1, _, _ = _plant(prefix)
+    os.chown(copy1, 12345, 12345)
+    shrink(prefix, Options(only=("pkgs-cache", "dedup"), strip_mode=None))
+    assert copy0.stat().st_ino != copy1.stat().st_ino
+    assert copy1.stat().st_uid == 12345
+
+
+def test_no_new_inode_is_shared_with_a_cache_outside(external_cache_env: tuple[Path, Path]
+                                                     ) -> None:
+    cache, env = external_cache_env
+    library = env / "lib" / "libdemo.so.1.0.0"
+    assert library.stat().st_nlink == 2  # the env and the cache
+    copies = [env / "share" / f"libdemo-{n}.so" for n in range(2)]
+    for copy in copies:
+        shutil.copyfile(library, copy)
+    cache_before = {p: (p.stat().st_ino, p.stat().st_nlink) for p in cache.rglob("*")
+                    if p.is_file() and not p.is_symlink()}
+    done = shrink(env, ONLY)
+    assert not done.rolled_back
+    # The two env-only copies share an inode; the cache's inode gained no link.
+    assert copies[0].stat().st_ino == copies[1].stat().st_ino != library.stat().st_ino
+    assert library.stat().st_nlink == 2
+    assert {p: (p.stat().st_ino, p.stat().st_nlink) for p in cache_before} == cache_before
+    assert done.linked_outside == 0
+
+
+def test_a_kept_cache_inside_the_prefix_is_never_linked(prefix: Path) -> None:
+    _plant(prefix)
+    cache = {p: p.stat().st_nlink for p in (prefix / "pkgs").rglob("*")
+             if p.is_file() and not p.is_symlink()}
+    shrink(prefix, ONLY)
+    assert {p: p.stat().st_nlink for p in cache} == cache
+
+
+def test_a_failed_check_puts_every_original_back(prefix: Path) -> None:
+    planted = _plant(prefix)
+    inodes = {p: p.stat().st_ino for p in planted}
+    report = shrink(prefix, Options(only=("pkgs-cache", "dedup"), strip_mode=None,
+                                    verify_commands=("false",)))
+    assert report.rolled_back and report.bytes_saved == 0
+    assert {p: p.stat().st_ino for p in planted} == inodes
+    assert all(p.stat().st_nlink == 1 for p in planted)
+    assert not [p for p in prefix.rglob(".*.shrinkconda-strip")]
+
+
+def test_killed_at_any_step_every_path_keeps_its_bytes(template_prefix: Path,
+                                                       tmp_path: Path) -> None:
+    template = copy_tree(template_prefix, tmp_path / "template")
+    _plant(template)
+    shutil.rmtree(template / "pkgs")
+    (template / "pkgs").mkdir()
+    outcomes = set()
+    for step in range(1, 80):
+        prefix = copy_tree(template, tmp_path / f"p{step}")
+        before = _contents(prefix)
+        env = {**os.environ, "SHRINKCONDA_TEST_CRASH_AFTER": str(step)}
+        first = run_cli("shrink", "-y", "-q", "--only", "dedup", "--no-strip", "--no-verify",
+                        str(prefix), env=env, timeout=600)
+        if first.returncode == 0:
+            break
+        assert first.returncode == -signal.SIGKILL, (step, first.stderr)
+        recovered = run_cli("audit", "--json", "--only", "dedup", str(prefix), timeout=600)
+        assert recovered.returncode == 0, (step, recovered.stderr)
+        outcomes.update(n.split(" a ")[0] for n in json.loads(recovered.stdout)["notes"]
+                        if "interrupted" in n or "killed" in n)
+        assert not (prefix / STATE_DIR).exists()
+        assert _contents(prefix) == before, step
+        assert prefix_python(prefix, WORKS).returncode == 0
+        shutil.rmtree(prefix)
+    else:
+        raise AssertionError("the shrink never completed")
+    assert step > 5 and {"rolled back", "finished"} <= outcomes, (step, outcomes)
+
+
+def test_conda_pack_cannot_pack_links_between_packaged_files(prefix: Path,
+                                                            tmp_path: Path) -> None:
+    """Why dedup is in no profile: conda-pack reads each file of an uncached package
+    and writes it with the header of the file it first saw with that inode, a hard link
+    header followed by data, which tar then reads as garbage. If this starts to pass,
+    conda-pack was fixed, and dedup can join the aggressive profile."""
+    shrink(prefix, Options(only=("pkgs-cache", "dedup"), strip_mode=None))
+    history = (prefix / "conda-meta/shrinkconda-history.jsonl").read_text().splitlines()
+    assert json.loads(history[-1])["deduplicated"]  # the stdlib has identical files
+    archive = tmp_path / "env.tar.gz"
+    packed = subprocess.run([sys.executable, "-c", "from conda_pack.cli import main; main()",
+                             "-p", str(prefix), "-o", str(archive), "--quiet"],
+                            capture_output=True, text=True, check=False)
+    assert packed.returncode == 0, packed.stderr
+    listed = subprocess.run(["tar", "-tzf", str(archive)], capture_output=True, text=True,
+                            check=False)
+    assert listed.returncode != 0 and "Skipping to next header" in listed.stderr
