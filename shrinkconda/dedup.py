@@ -6,11 +6,18 @@ staging) and swaps in a temporary link beside it, so the path never goes missing
 a rollback puts the original back. Only inodes whose every link is inside the prefix
 take part: linking an env file to one shared with a package cache or a sibling
 environment would make them share a new inode, and the disk would get nothing back.
+
+Nor do files that conda-pack reads and rewrites itself (files no record lists, those
+with a prefix placeholder, the scripts of noarch packages, every file of a package with
+a file at the top of the prefix, which it packs "uncached"): it writes such a file with
+the tar header of the first path it saw with that inode, a hard link followed by data,
+and tar cannot read the archive from there on.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
 from collections.abc import Collection, Iterable, Sequence
@@ -50,9 +57,12 @@ def find(scan: Scan, removed: bytearray, replaced: Collection[int] = ()
         first = paths[0]
         shape = (scan.devs[first], scan.sizes[first], scan.modes[first])
         by_shape.setdefault(shape, []).append(paths)
+    groups = [g for g in by_shape.values() if len(g) > 1]
+    rewritten = _rewritten_by_conda_pack(scan, [i for g in groups for p in g for i in p])
     links: list[Link] = []
     problems: list[Problem] = []
-    for group in by_shape.values():
+    for group in groups:
+        group = [paths for paths in group if not any(i in rewritten for i in paths)]
         if len(group) < 2:
             continue
         by_content: dict[tuple[str, int, int], list[tuple[int, ...]]] = {}
@@ -96,6 +106,36 @@ def _eligible_inodes(scan: Scan, removed: bytearray, replaced: Collection[int]
         survivors.setdefault(key, []).append(index)
     return {key: tuple(found) for key, found in survivors.items()
             if key not in barred and nlinks[found[0]] == inside.get(key, 1)}
+
+
+def _rewritten_by_conda_pack(scan: Scan, indices: Iterable[int]) -> set[int]:
+    """Those of ``indices`` that conda-pack would read and rewrite (see the module doc)."""
+    owners = scan.owners
+    wanted: dict[int, list[int]] = {}
+    rewritten: set[int] = set()
+    for index in indices:
+        if owners[index] >= 0:
+            wanted.setdefault(owners[index], []).append(index)
+        else:
+            rewritten.add(index)  # unmanaged: conda-pack reads it for prefixes
+    for owner, found in wanted.items():
+        try:
+            doc = json.loads((scan.prefix / "conda-meta" /
+                              f"{scan.owner_names[owner]}.json").read_bytes())
+            entries = doc["paths_data"]["paths"]
+            by_path = {e["_path"]: e for e in entries}
+        except (OSError, ValueError, KeyError, TypeError):
+            rewritten.update(found)  # cannot tell: leave them alone
+            continue
+        noarch = doc.get("noarch") in ("python", {"type": "python"})
+        if any("/" not in path for path in by_path):
+            rewritten.update(found)  # packed "uncached": every file is read
+            continue
+        for index in found:
+            entry = by_path.get(scan.paths[index], {})
+            if entry.get("prefix_placeholder") or (noarch and scan.paths[index].startswith("bin/")):
+                rewritten.add(index)
+    return rewritten
 
 
 def _fingerprint(scan: Scan, index: int) -> tuple[str, int, int]:

@@ -61,10 +61,9 @@ SAFE = Profile(
 AGGRESSIVE = Profile(
     name="aggressive",
     summary="safe plus what only developers use (headers, sources, stubs, source maps, "
-            "pip/setuptools/wheel, translations), strip like dh_strip",
-    # Not dedup: conda-pack writes a corrupt tar when two files of uncached packages
-    # share an inode (README, "Hard links and conda-pack").
-    strategies=("headers", "sources", "js-maps", "type-stubs", "dev-tools", "locales"),
+            "pip/setuptools/wheel, translations), duplicates linked, strip like dh_strip",
+    strategies=("headers", "sources", "js-maps", "type-stubs", "dev-tools", "locales",
+                "dedup"),
     strip_mode="dh",
 )
 BUILTIN: tuple[Profile, ...] = (SAFE, AGGRESSIVE)

@@ -23,7 +23,8 @@ WORKS = "import demopkg, astro, purepkg; assert demopkg.add(2, 3) == 5"
 
 
 def _plant(prefix: Path) -> list[Path]:
-    """Three copies of a module (one with other mode bits) and two of a library."""
+    """Three copies of a module (one with other mode bits) and one of a library, each
+    listed in its package's record as if the package had shipped it."""
     source = prefix / SITE / "demopkg" / "__init__.py"
     copies = [prefix / SITE / "demopkg" / f"copy{n}.py" for n in range(3)]
     for copy in copies:
@@ -33,16 +34,33 @@ def _plant(prefix: Path) -> list[Path]:
     extra = prefix / "share" / "demo" / "libdemo-copy.so"
     shutil.copyfile(library, extra)
     extra.chmod(library.stat().st_mode & 0o7777)
+    for path in copies:
+        _own(prefix, "demopkg-*.json", path)
+    _own(prefix, "libdemo-*.json", extra)
     return [*copies, extra]
 
 
+def _own(prefix: Path, record_glob: str, path: Path) -> None:
+    record = next((prefix / "conda-meta").glob(record_glob))
+    doc = json.loads(record.read_text())
+    relpath = str(path.relative_to(prefix))
+    doc["files"].append(relpath)
+    doc["paths_data"]["paths"].append({
+        "_path": relpath, "path_type": "hardlink", "size_in_bytes": path.stat().st_size,
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
+    record.write_text(json.dumps(doc))
+
+
 def _contents(root: Path) -> dict[str, str]:
-    """Path -> sha256 of every file but the shrink's own history."""
+    """Path -> sha256 of every file outside conda-meta (whose records a commit
+    points at views of the packages whose cache is gone)."""
     out = {}
     for dirpath, _, filenames in os.walk(root):
+        if os.path.relpath(dirpath, root).split(os.sep)[0] == "conda-meta":
+            continue
         for name in filenames:
             path = os.path.join(dirpath, name)
-            if not os.path.islink(path) and not name.endswith(".jsonl"):
+            if not os.path.islink(path):
                 with open(path, "rb") as f:
                     out[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
     return out
@@ -86,6 +104,7 @@ def test_no_new_inode_is_shared_with_a_cache_outside(external_cache_env: tuple[P
     copies = [env / "share" / f"libdemo-{n}.so" for n in range(2)]
     for copy in copies:
         shutil.copyfile(library, copy)
+        _own(env, "libdemo-*.json", copy)
     cache_before = {p: (p.stat().st_ino, p.stat().st_nlink) for p in cache.rglob("*")
                     if p.is_file() and not p.is_symlink()}
     done = shrink(env, ONLY)
@@ -145,20 +164,43 @@ def test_killed_at_any_step_every_path_keeps_its_bytes(template_prefix: Path,
     assert step > 5 and {"rolled back", "finished"} <= outcomes, (step, outcomes)
 
 
-def test_conda_pack_cannot_pack_links_between_packaged_files(prefix: Path,
-                                                            tmp_path: Path) -> None:
-    """Why dedup is in no profile: conda-pack reads each file of an uncached package
-    and writes it with the header of the file it first saw with that inode, a hard link
-    header followed by data, which tar then reads as garbage. If this starts to pass,
-    conda-pack was fixed, and dedup can join the aggressive profile."""
+def test_conda_pack_packs_the_links(prefix: Path, tmp_path: Path) -> None:
+    _plant(prefix)
     shrink(prefix, Options(only=("pkgs-cache", "dedup"), strip_mode=None))
-    history = (prefix / "conda-meta/shrinkconda-history.jsonl").read_text().splitlines()
-    assert json.loads(history[-1])["deduplicated"]  # the stdlib has identical files
     archive = tmp_path / "env.tar.gz"
     packed = subprocess.run([sys.executable, "-c", "from conda_pack.cli import main; main()",
                              "-p", str(prefix), "-o", str(archive), "--quiet"],
                             capture_output=True, text=True, check=False)
     assert packed.returncode == 0, packed.stderr
-    listed = subprocess.run(["tar", "-tzf", str(archive)], capture_output=True, text=True,
+    listed = subprocess.run(["tar", "-tvzf", str(archive)], capture_output=True, text=True,
                             check=False)
-    assert listed.returncode != 0 and "Skipping to next header" in listed.stderr
+    assert listed.returncode == 0, listed.stderr  # every header readable
+    assert f"{SITE}/demopkg/copy0.py link to " in listed.stdout
+    unpacked = tmp_path / "unpacked"
+    unpacked.mkdir()
+    subprocess.run(["tar", "-xzf", str(archive), "-C", str(unpacked)], check=True)
+    copy0, copy1 = (unpacked / SITE / "demopkg" / f"copy{n}.py" for n in range(2))
+    assert copy0.stat().st_ino == copy1.stat().st_ino
+    assert prefix_python(unpacked, WORKS).returncode == 0
+
+
+def test_what_conda_pack_rewrites_is_never_linked(prefix: Path) -> None:
+    # conda-pack reads these and writes them with the first path's tar header (a hard
+    # link) followed by data, which tar cannot read: a script with a prefix placeholder,
+    # and every file of a package with a file at the top of the prefix ("uncached").
+    script = prefix / "bin" / "demo-cli"
+    twin = prefix / "bin" / "demo-cli-twin"
+    shutil.copy2(script, twin)
+    _own(prefix, "demopkg-*.json", twin)
+    (prefix / "ASTRO.txt").write_text("astro\n")
+    _own(prefix, "astro-*.json", prefix / "ASTRO.txt")
+    astro_init = prefix / SITE / "astro" / "__init__.py"
+    astro_twin = prefix / SITE / "astro" / "twin.py"
+    shutil.copy2(astro_init, astro_twin)
+    _own(prefix, "astro-*.json", astro_twin)
+    unowned = prefix / SITE / "demopkg" / "unowned.py"
+    shutil.copy2(prefix / SITE / "demopkg" / "__init__.py", unowned)
+    shrink(prefix, Options(only=("pkgs-cache", "dedup"), strip_mode=None))
+    assert twin.stat().st_ino != script.stat().st_ino
+    assert astro_twin.stat().st_ino != astro_init.stat().st_ino
+    assert unowned.stat().st_nlink == 1

@@ -41,7 +41,7 @@ def test_aggressive_runs_safe_plus_the_opt_in_strategies() -> None:
     everything, _ = strategies.available()
     names = [s.name for s in strategies.choose(everything, profile=profiles.AGGRESSIVE)]
     assert names == ["pkgs-cache", "tests", "static-libs", "bytecode", "docs", "headers",
-                     "sources", "js-maps", "type-stubs", "dev-tools", "locales"]
+                     "sources", "js-maps", "type-stubs", "dev-tools", "locales", "dedup"]
     assert profiles.AGGRESSIVE.strip_mode == "dh"
 
 
@@ -80,7 +80,8 @@ def test_aggressive_keeps_every_guarantee(opt_in_prefix: Path, tmp_path: Path) -
     assert done.verified and not done.rolled_back
     # The audit predicts the shrink within 1 %, each line within 1 % or the few blocks
     # that directories grow by while they hold temporary copies; du agrees with the report.
-    assert [ln.name for ln in done.lines][-2:] == ["strip", "conda-meta"]
+    assert [ln.name for ln in done.lines][-3:] == ["strip", "dedup", "conda-meta"]
+    assert done.lines[-2].saving.files > 0
     for before, after in zip(predicted.lines, done.lines):
         assert before.name == after.name
         assert abs(before.saving.bytes - after.saving.bytes) <= max(

@@ -19,8 +19,7 @@ def select(scan: Scan) -> Iterator[int]:
 
 STRATEGY = Strategy(
     name="dedup",
-    summary="identical files (same bytes, mode, owner) become hard links of one inode; "
-            "conda-pack cannot pack the result",
+    summary="identical files (same bytes, mode, owner) become hard links of one inode",
     select=select,
     default=False,
 )
