@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build a realistic data-science conda prefix offline: PyPI wheels made into .conda packages.
 
-    .venv/bin/python scripts/build_realistic_env.py DEST [--force]
+    .venv/bin/python scripts/build_realistic_env.py DEST [--force] [--with-dev-tools]
 
 numpy, scipy, pandas, matplotlib and scikit-learn with their dependencies (pinned cp311
 manylinux wheels, test suites and auditwheel's patchelf-rewritten ``*.libs/`` kept) plus
@@ -58,16 +58,18 @@ PINS = (
 )
 #: What the user asks for; the solver brings in the rest from the packages' depends.
 SPECS = ("python", "numpy", "scipy", "pandas", "matplotlib", "scikit-learn")
+#: With --with-dev-tools: the installers a conda python env normally carries.
+DEV_TOOL_PINS = ("pip==24.3.1", "setuptools==75.6.0", "wheel==0.45.1")
 
 
-def wheels(cache: Path) -> list[Wheel]:
+def wheels(cache: Path, pins: tuple[str, ...] = PINS) -> list[Wheel]:
     """The pinned wheels, downloading only those not cached yet."""
     wheel_dir = cache / "wheels"
-    missing = [pin for pin in PINS if find_wheel(wheel_dir, pin) is None]
+    missing = [pin for pin in pins if find_wheel(wheel_dir, pin) is None]
     if missing:
         download(missing, wheel_dir)
     found = []
-    for pin in PINS:
+    for pin in pins:
         path = find_wheel(wheel_dir, pin)
         if path is None:
             raise SystemExit(f"pip reported success but no wheel for {pin} in {wheel_dir}")
@@ -114,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pkgs-dir", type=Path, default=None,
                         help="the package cache to install from (default: DEST/pkgs, a base "
                              "install; elsewhere, as for conda's envs/, micromamba and pixi)")
+    parser.add_argument("--with-dev-tools", action="store_true",
+                        help=f"also install {', '.join(DEV_TOOL_PINS)}, as a conda python env "
+                             "has them")
     parser.add_argument("--cache", type=Path, default=None,
                         help="fixture cache (default: $SHRINKCONDA_FIXTURE_CACHE or "
                              ".fixture-cache/)")
@@ -127,7 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     timings: dict[str, float] = {}
 
     start = time.perf_counter()
-    found = wheels(cache)
+    pins = PINS + (DEV_TOOL_PINS if args.with_dev_tools else ())
+    specs = SPECS + (tuple(p.split("==")[0] for p in DEV_TOOL_PINS) if args.with_dev_tools
+                     else ())
+    found = wheels(cache, pins)
     timings["download"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -141,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     timings["channel"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    install(dest, SPECS, chan, args.pkgs_dir.resolve() if args.pkgs_dir else dest / "pkgs")
+    install(dest, specs, chan, args.pkgs_dir.resolve() if args.pkgs_dir else dest / "pkgs")
     timings["install"] = time.perf_counter() - start
 
     info = summary(dest)

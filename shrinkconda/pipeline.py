@@ -291,7 +291,7 @@ def _payload(the_plan: Plan, removed: bytearray, made: Sequence[strip.Replacemen
         roots = [scan_.paths[i] for i in selection.indices
                  if removed[i] and not removed[scan_.parents[i]]]
         by_strategy[selection.strategy] = sorted(roots)
-    return {
+    payload: dict[str, Any] = {
         "id": uuid.uuid4().hex,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "shrinkconda": __version__,
@@ -301,9 +301,11 @@ def _payload(the_plan: Plan, removed: bytearray, made: Sequence[strip.Replacemen
                      for m in made},
         "kept": [[k.path, k.reason] for k in the_plan.kept],
         "views": options.conda_pack_views,
-        "deduplicated": {scan_.paths[k.index]: scan_.paths[k.target]
-                         for k in (linked.links if linked else ())},
     }
+    if linked is not None:
+        payload["deduplicated"] = {scan_.paths[k.index]: scan_.paths[k.target]
+                                   for k in linked.links}
+    return payload
 
 
 def _sha256(path: Path) -> str:
