@@ -150,8 +150,10 @@ def _fingerprint(scan: Scan, index: int) -> tuple[str, int, int]:
     return digest.hexdigest(), st.st_uid, st.st_gid
 
 
-def make_links(scan: Scan, links: Iterable[Link]) -> tuple[list[Link], list[Problem]]:
-    """Create each link's temporary hard link to its target, beside the duplicate.
+def make_links(scan: Scan, links: Iterable[Link], temp_dir: str | None = None
+               ) -> tuple[list[Link], list[Problem]]:
+    """Create each link's temporary hard link to its target, in ``temp_dir`` (on the
+    prefix's filesystem: the transaction's staging directory) or beside the duplicate.
 
     They are named like stripped copies (``.<name>.<random>`` plus
     :data:`~shrinkconda.strip.TEMP_SUFFIX`), so a killed run's leftovers are cleaned up
@@ -161,7 +163,8 @@ def make_links(scan: Scan, links: Iterable[Link]) -> tuple[list[Link], list[Prob
     problems: list[Problem] = []
     for link in links:
         directory, name = os.path.split(scan.prefix / scan.paths[link.index])
-        temp = os.path.join(directory, f".{name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        temp = os.path.join(temp_dir or directory,
+                            f".{name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
         try:
             os.link(scan.prefix / scan.paths[link.target], temp)
         except OSError as exc:

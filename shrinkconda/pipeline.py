@@ -185,10 +185,7 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
         report = _report(the_plan, removed, problems, dry_run=False,
                          stripped=strip_phase.with_replaced(made) if options.strips() else None,
                          notes=notes, verified=options.verify, metadata=metadata,
-                         removed_packages=dropped, linked=linked,
-                         grown=[(STRIP, _growth(scan_, strip_phase.temp_dirs)),
-                                (DEDUP, _growth(scan_, [d for d in temp_dirs
-                                                        if d not in strip_phase.temp_dirs]))])
+                         removed_packages=dropped, linked=linked)
         return extras.finish(report, removed, made, metadata,
                              lambda: breakdown.measured_after(root))
 
@@ -320,8 +317,7 @@ def _report(the_plan: Plan, removed: bytearray, problems: list[Problem], dry_run
             stripped: _StripPhase | None = None, notes: tuple[str, ...] = (),
             broken: tuple[Broken, ...] = (), verified: bool | None = None,
             rolled_back: bool = False, metadata: Sequence[condameta.Change] = (),
-            removed_packages: Sequence[str] = (), linked: _DedupPhase | None = None,
-            grown: Sequence[tuple[str, tuple[int, int]]] = ()) -> Report:
+            removed_packages: Sequence[str] = (), linked: _DedupPhase | None = None) -> Report:
     ledger = Ledger(the_plan.scan)
     lines: tuple[Line, ...] = ()
     per_package: dict[str, int] = {}
@@ -339,11 +335,6 @@ def _report(the_plan: Plan, removed: bytearray, problems: list[Problem], dry_run
     if linked is not None:
         lines += (Line(DEDUP, ledger.remove(k.index for k in linked.links)),)
         problems = problems + linked.problems
-    for name, (size, allocated) in grown:
-        # The temporary copies and links made directories grow (ext4 never shrinks
-        # them): measured after the commit, charged to the phase that made them.
-        lines = tuple(Line(ln.name, ln.saving + ledger.add(size, allocated))
-                      if ln.name == name else ln for ln in lines)
     if metadata:
         lines += (Line("conda-meta", _metadata_saving(ledger, the_plan.scan, metadata)),)
     if removed_packages:
@@ -423,6 +414,7 @@ def _make_stripped(scan_: Scan, removed: bytearray, options: Options, progress: 
     txn.prepare(dirs)
     try:
         made, problems = strip.make_stripped(scan_, chosen.indices, mode, options.jobs,
+                                             temp_dir=str(txn.staging),
                                              progress=_stage(progress, STRIP))
     except StripToolMissing as exc:
         return [], _StripPhase((), [Problem("", str(exc))], notes, dirs)
@@ -449,21 +441,6 @@ def _metadata_saving(ledger: Ledger, scan_: Scan,
         else:
             total += ledger.replace(index, change.size, change.allocated)
     return total
-
-
-def _growth(scan_: Scan, directories: Sequence[str]) -> tuple[int, int]:
-    """How many bytes (apparent, allocated) the directories gained since the scan."""
-    size = allocated = 0
-    for directory in directories:
-        index = scan_.find(directory)
-        try:
-            st = os.lstat(scan_.prefix / directory)
-        except OSError:
-            continue
-        if index is not None:
-            size += st.st_size - scan_.sizes[index]
-            allocated += st.st_blocks * 512 - scan_.allocated[index]
-    return size, allocated
 
 
 def _strip_saving(ledger: Ledger, replaced: Sequence[strip.Replacement]) -> Saving:
@@ -493,5 +470,5 @@ def _make_links(scan_: Scan, removed: bytearray, made: Sequence[strip.Replacemen
     found, problems = dedup.find(scan_, removed, {m.index for m in made})
     dirs = dedup.directories(scan_, found)
     txn.prepare(strip_dirs + dirs)
-    links, failed = dedup.make_links(scan_, found)
+    links, failed = dedup.make_links(scan_, found, str(txn.staging))
     return _DedupPhase(links, problems + failed, dirs)

@@ -136,9 +136,10 @@ def strippable(scan: Scan, indices: Iterable[int], mode: str) -> list[int]:
 
 
 def make_stripped(scan: Scan, indices: Iterable[int], mode: str, jobs: int | None = None,
-                  tool: str = "strip", progress: Progress = None
+                  tool: str = "strip", progress: Progress = None, temp_dir: str | None = None
                   ) -> tuple[list[Replacement], list[Problem]]:
-    """Write a validated stripped copy beside each file at ``indices``; touch no original.
+    """Write a validated stripped copy of each file at ``indices`` beside it (or in
+    ``temp_dir``, on the same filesystem); touch no original.
 
     One ``strip <flag> -o COPY FILE`` per file, ``jobs`` at a time (default: the CPU
     count). Files with nothing to remove spawn no process. A copy that fails
@@ -151,7 +152,7 @@ def make_stripped(scan: Scan, indices: Iterable[int], mode: str, jobs: int | Non
 
     def one(index: int) -> Replacement | Problem | None:
         try:
-            result = _strip_one(scan, index, mode, program)
+            result = _strip_one(scan, index, mode, program, temp_dir)
         except (OSError, ElfError) as exc:
             return Problem(scan.paths[index], f"not stripped: {_why(exc)}")
         if isinstance(result, Replacement):
@@ -210,14 +211,18 @@ def linked_inside_note(count: int) -> str:
             "the prefix (e.g. pkgs/ kept), so stripping would add a copy, not save space")
 
 
-def _strip_one(scan: Scan, index: int, mode: str, program: str) -> Replacement | Problem | None:
+def _strip_one(scan: Scan, index: int, mode: str, program: str,
+               temp_dir: str | None = None) -> Replacement | Problem | None:
     relpath = scan.paths[index]
     path = os.path.join(scan.prefix, relpath)
     original, removed, mode = _removable(path, mode)
     if not removed:
         return None
     directory, name = os.path.split(path)
-    fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=TEMP_SUFFIX, dir=directory)
+    # In temp_dir (on the prefix's filesystem), the copies add no entries to the
+    # original's directory, which would grow it for good (ext4 never shrinks one).
+    fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=TEMP_SUFFIX,
+                                dir=temp_dir or directory)
     os.close(fd)
     try:
         # -o writes a new file: GNU strip rewrites the inode in place when it strips a

@@ -61,8 +61,9 @@ def locked(prefix: Path) -> Iterator[None]:
 @dataclass(frozen=True)
 class Step:
     """One staged change: ``path`` is renamed to ``staging/<staged>``; or, for a
-    stripped file, hard-linked there and then atomically replaced by ``replacement``
-    (a temporary file beside it), so the path never goes missing. With ``staged`` empty,
+    stripped or deduplicated file, hard-linked there and then atomically replaced by
+    ``replacement`` (a temporary file in staging or beside it, relative to the
+    prefix), so the path never goes missing. With ``staged`` empty,
     ``path`` is a directory whose entries were staged one by one, removed at commit."""
 
     path: str

@@ -137,31 +137,41 @@ def test_a_failed_check_puts_every_original_back(prefix: Path) -> None:
 
 def test_killed_at_any_step_every_path_keeps_its_bytes(template_prefix: Path,
                                                        tmp_path: Path) -> None:
+    """Kill a dedup after each of its first steps (journal, link into staging, rename
+    over the path), then every third step (both halves of later links), then at the
+    commit's last steps; after recovery every path has its bytes."""
     template = copy_tree(template_prefix, tmp_path / "template")
     _plant(template)
     shutil.rmtree(template / "pkgs")
     (template / "pkgs").mkdir()
-    outcomes = set()
-    for step in range(1, 80):
+    outcomes: set[str] = set()
+
+    def killed_at(step: int) -> bool:
         prefix = copy_tree(template, tmp_path / f"p{step}")
         before = _contents(prefix)
         env = {**os.environ, "SHRINKCONDA_TEST_CRASH_AFTER": str(step)}
         first = run_cli("shrink", "-y", "-q", "--only", "dedup", "--no-strip", "--no-verify",
                         str(prefix), env=env, timeout=600)
-        if first.returncode == 0:
-            break
-        assert first.returncode == -signal.SIGKILL, (step, first.stderr)
-        recovered = run_cli("audit", "--json", "--only", "dedup", str(prefix), timeout=600)
-        assert recovered.returncode == 0, (step, recovered.stderr)
-        outcomes.update(n.split(" a ")[0] for n in json.loads(recovered.stdout)["notes"]
-                        if "interrupted" in n or "killed" in n)
-        assert not (prefix / STATE_DIR).exists()
+        if first.returncode != 0:
+            assert first.returncode == -signal.SIGKILL, (step, first.stderr)
+            recovered = run_cli("audit", "--json", "--only", "dedup", str(prefix), timeout=600)
+            assert recovered.returncode == 0, (step, recovered.stderr)
+            outcomes.update(n.split(" a ")[0] for n in json.loads(recovered.stdout)["notes"]
+                            if "interrupted" in n or "killed" in n)
+            assert not (prefix / STATE_DIR).exists()
         assert _contents(prefix) == before, step
         assert prefix_python(prefix, WORKS).returncode == 0
         shutil.rmtree(prefix)
-    else:
-        raise AssertionError("the shrink never completed")
-    assert step > 5 and {"rolled back", "finished"} <= outcomes, (step, outcomes)
+        return first.returncode != 0
+
+    step = 1
+    while killed_at(step):
+        step += 1 if step < 6 else 3
+        assert step < 100, "the shrink never completed"
+    for last in range(step - 1, step - 3, -1):  # the commit's own steps
+        if last > 6:
+            killed_at(last)
+    assert step > 6 and {"rolled back", "finished"} <= outcomes, (step, outcomes)
 
 
 def test_conda_pack_packs_the_links(prefix: Path, tmp_path: Path) -> None:
