@@ -246,19 +246,33 @@ def run_envcheck(prefix: Path, out: Path, baseline: Path | None) -> dict[str, An
     return result
 
 
-def verdict(base: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    """How ``after`` differs from the untouched prefix's check ``base``."""
+def verdict(base: dict[str, Any], after: dict[str, Any],
+            removed: tuple[set[str], set[str]] = (set(), set())) -> dict[str, Any]:
+    """How ``after`` differs from the untouched prefix's check ``base``.
+
+    ``removed`` is (distributions, their top-level modules) that the contender removed
+    whole on purpose (``dev-tools``, reported as ``removed_packages``): they, their
+    modules and their console scripts are expected to be gone, everything else the same.
+    """
     if "crashed" in after:
         return {"works": False, "python": after["crashed"]}
+    gone, gone_modules = removed
+    base = {**base,
+            "distributions": {k: v for k, v in base["distributions"].items() if k not in gone},
+            "entry_points": [e for e in base["entry_points"] if e[0] not in gone]}
+    gone_scripts = {m for m in base["console_scripts"]
+                    if m not in {e[2] for e in base["entry_points"]}}
     functional = {k: v for k, v in after["functional"].items() if v != "ok"}
     top = {m: v for m, v in after["top_level"].items()
-           if v != "ok" and base["top_level"].get(m) == "ok"}
-    top.update({m: "no longer listed" for m in base["top_level"] if m not in after["top_level"]})
+           if v != "ok" and base["top_level"].get(m) == "ok" and m not in gone_modules}
+    top.update({m: "no longer listed" for m in base["top_level"]
+                if m not in after["top_level"] and m not in gone_modules})
     scripts = {m: v for m, v in after["console_scripts"].items()
-               if v != "ok" and base["console_scripts"].get(m) == "ok"}
+               if v != "ok" and base["console_scripts"].get(m) == "ok" and m not in gone_scripts}
     dists = after["distributions"] == base["distributions"]
     entry_points = after["entry_points"] == base["entry_points"]
-    modules = {m: v for m, v in after["modules"].items() if v != "ok"}
+    modules = {m: v for m, v in after["modules"].items()
+               if v != "ok" and m.split(".")[0] not in gone_modules}
     return {
         "works": not functional and not top and not scripts and dists and entry_points,
         "functional": functional, "top_level": top, "console_scripts": scripts,
@@ -318,12 +332,20 @@ def _one_shrink(contender: Contender, rep: int, template: Path, work: Path, base
                    env=shrinkconda_env(env) if contender.shrinkconda else env)
     after = du_bytes(copy)
     check = run_envcheck(copy, work / f"envcheck-{contender.name}-{rep}.json", base_json)
+    report: dict[str, Any] = {}
+    if contender.name.startswith("shrinkconda") and result.stdout.strip():
+        try:
+            report = json.loads(result.stdout)
+        except ValueError:
+            report = {}
     run: dict[str, Any] = {
         "contender": contender.name, "rep": rep, "before": before, "after": after,
         "saved": before - after, "wall": result.wall, "cpu": result.cpu,
         "maxrss": result.maxrss, "returncode": result.returncode,
         "stderr_tail": result.stderr.strip().splitlines()[-5:],
-        "verdict": verdict(base, check),
+        "removed_packages": report.get("removed_packages", []),
+        "verdict": verdict(base, check,
+                           removed_whole(template, report.get("removed_packages", []))),
     }
     if contender.name.startswith("shrinkconda") and result.stdout.strip():
         try:
@@ -337,6 +359,25 @@ def _one_shrink(contender: Contender, rep: int, template: Path, work: Path, base
             run["reported_saved"] = None
     shutil.rmtree(copy)
     return run
+
+
+def removed_whole(template: Path, packages: Sequence[str]) -> tuple[set[str], set[str]]:
+    """The distributions of ``packages`` and their top-level modules, read from the
+    untouched prefix's ``*.dist-info``."""
+    wanted = {p.lower().replace("_", "-") for p in packages}
+    dists: set[str] = set()
+    modules: set[str] = set()
+    for info in template.glob("lib/python*/site-packages/*.dist-info"):
+        dist = info.name[:-len(".dist-info")].rsplit("-", 1)[0]
+        name = dist.lower().replace("_", "-")
+        if name in wanted:
+            dists.add(dist)
+            top_level = info / "top_level.txt"
+            if top_level.is_file():
+                modules |= {m.strip() for m in top_level.read_text().splitlines() if m.strip()}
+            else:
+                modules.add(name.replace("-", "_"))
+    return dists, modules
 
 
 def _progress(run: dict[str, Any]) -> None:
