@@ -107,8 +107,7 @@ def audit(prefix: str | os.PathLike[str], options: Options = Options(),
         removed = the_plan.removed()
         stripped = _predict_strip(the_plan.scan, removed, options, progress)
         replaced = stripped.replaced if stripped else ()
-        linked = _DedupPhase(*dedup.find(the_plan.scan, removed, {r.index for r in replaced})) \
-            if dedups else None
+        linked = _find_links(the_plan.scan, removed, replaced, options) if dedups else None
         payload = _payload(the_plan, removed, replaced, options, digest=lambda path: "0" * 64,
                            linked=linked)
         metadata, dropped = condameta.predict(the_plan.scan, payload)
@@ -147,7 +146,8 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
         removed = the_plan.removed()
         txn = transaction.Transaction(root)
         made, strip_phase = _make_stripped(scan_, removed, options, progress, txn)
-        linked = _make_links(scan_, removed, made, txn, strip_phase.temp_dirs) if dedups else None
+        linked = _make_links(scan_, removed, made, txn, strip_phase.temp_dirs, options) \
+            if dedups else None
         temp_dirs = strip_phase.temp_dirs + (linked.temp_dirs if linked else ())
         modules, verify_notes = importable.result()
         notes += verify_notes
@@ -173,7 +173,8 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
             report = _report(the_plan, bytearray(len(scan_)), problems, dry_run=False,
                              stripped=strip_phase.with_replaced(()) if options.strips() else None,
                              notes=notes, broken=broken, verified=True, rolled_back=True,
-                             linked=_DedupPhase([], linked.problems) if linked else None)
+                             linked=_DedupPhase([], linked.problems, notes=linked.notes)
+                             if linked else None)
             return extras.finish(report, bytearray(len(scan_)), (), (), after=None)
         dropped: list[str] = []
         txn.commit(_payload(the_plan, removed, made, options, digest=_sha256, linked=linked),
@@ -335,6 +336,7 @@ def _report(the_plan: Plan, removed: bytearray, problems: list[Problem], dry_run
     if linked is not None:
         lines += (Line(DEDUP, ledger.remove(k.index for k in linked.links)),)
         problems = problems + linked.problems
+        notes += linked.notes
     if metadata:
         lines += (Line("conda-meta", _metadata_saving(ledger, the_plan.scan, metadata)),)
     if removed_packages:
@@ -459,14 +461,31 @@ class _DedupPhase:
     links: Sequence[dedup.Link]
     problems: list[Problem]
     temp_dirs: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
     def without(self, paths: set[str], scan_: Scan) -> _DedupPhase:
         kept = [k for k in self.links if scan_.paths[k.index] not in paths]
-        return _DedupPhase(kept, self.problems, self.temp_dirs)
+        return _DedupPhase(kept, self.problems, self.temp_dirs, self.notes)
+
+
+_NO_VIEWS = ("dedup linked nothing: without --conda-pack-views every package whose "
+             "record the shrink changes is packed by conda-pack \"uncached\", and it cannot "
+             "pack hard links between such files (README, \"Identical files become one "
+             "inode\")")
+
+
+def _find_links(scan_: Scan, removed: bytearray, replaced: Sequence[strip.Replacement],
+                options: Options) -> _DedupPhase:
+    if not options.conda_pack_views:
+        return _DedupPhase([], [], notes=(_NO_VIEWS,))
+    return _DedupPhase(*dedup.find(scan_, removed, {r.index for r in replaced}))
 
 
 def _make_links(scan_: Scan, removed: bytearray, made: Sequence[strip.Replacement],
-                txn: transaction.Transaction, strip_dirs: tuple[str, ...]) -> _DedupPhase:
+                txn: transaction.Transaction, strip_dirs: tuple[str, ...],
+                options: Options) -> _DedupPhase:
+    if not options.conda_pack_views:
+        return _DedupPhase([], [], notes=(_NO_VIEWS,))
     found, problems = dedup.find(scan_, removed, {m.index for m in made})
     dirs = dedup.directories(scan_, found)
     txn.prepare(strip_dirs + dirs)

@@ -18,7 +18,7 @@ from shrinkconda import Options, audit, shrink
 from shrinkconda.transaction import STATE_DIR
 
 SITE = "lib/python3.11/site-packages"
-ONLY = Options(only=("dedup",), strip_mode=None)
+ONLY = Options(only=("dedup",), strip_mode=None, conda_pack_views=True)
 WORKS = "import demopkg, astro, purepkg; assert demopkg.add(2, 3) == 5"
 
 
@@ -68,7 +68,8 @@ def _contents(root: Path) -> dict[str, str]:
 
 def test_identical_files_become_one_inode_and_mode_bits_keep_them_apart(prefix: Path) -> None:
     copy0, copy1, copy2, extra = _plant(prefix)
-    shrink(prefix, Options(only=("pkgs-cache",), strip_mode=None, verify=False))
+    shrink(prefix, Options(only=("pkgs-cache",), strip_mode=None, verify=False,
+                           conda_pack_views=True))
     before = _contents(prefix)
     predicted = audit(prefix, ONLY)
     done = shrink(prefix, ONLY)
@@ -88,10 +89,19 @@ def test_identical_files_become_one_inode_and_mode_bits_keep_them_apart(prefix: 
     assert prefix_python(prefix, WORKS).returncode == 0
 
 
+def test_without_conda_pack_views_nothing_is_linked_and_the_report_says_why(
+        prefix: Path) -> None:
+    copy0, copy1, _, _ = _plant(prefix)
+    report = shrink(prefix, Options(only=("pkgs-cache", "dedup"), strip_mode=None))
+    assert copy0.stat().st_ino != copy1.stat().st_ino
+    assert [ln.saving.files for ln in report.lines if ln.name == "dedup"] == [0]
+    assert any("--conda-pack-views" in note for note in report.notes)
+
+
 def test_files_of_other_owners_are_not_merged(prefix: Path) -> None:
     copy0, copy1, _, _ = _plant(prefix)
     os.chown(copy1, 12345, 12345)
-    shrink(prefix, Options(only=("pkgs-cache", "dedup"), strip_mode=None))
+    shrink(prefix, Options(only=("pkgs-cache", "dedup"), strip_mode=None, conda_pack_views=True))
     assert copy0.stat().st_ino != copy1.stat().st_ino
     assert copy1.stat().st_uid == 12345
 
@@ -128,7 +138,7 @@ def test_a_failed_check_puts_every_original_back(prefix: Path) -> None:
     planted = _plant(prefix)
     inodes = {p: p.stat().st_ino for p in planted}
     report = shrink(prefix, Options(only=("pkgs-cache", "dedup"), strip_mode=None,
-                                    verify_commands=("false",)))
+                                    verify_commands=("false",), conda_pack_views=True))
     assert report.rolled_back and report.bytes_saved == 0
     assert {p: p.stat().st_ino for p in planted} == inodes
     assert all(p.stat().st_nlink == 1 for p in planted)
@@ -151,7 +161,7 @@ def test_killed_at_any_step_every_path_keeps_its_bytes(template_prefix: Path,
         before = _contents(prefix)
         env = {**os.environ, "SHRINKCONDA_TEST_CRASH_AFTER": str(step)}
         first = run_cli("shrink", "-y", "-q", "--only", "dedup", "--no-strip", "--no-verify",
-                        str(prefix), env=env, timeout=600)
+                        "--conda-pack-views", str(prefix), env=env, timeout=600)
         if first.returncode != 0:
             assert first.returncode == -signal.SIGKILL, (step, first.stderr)
             recovered = run_cli("audit", "--json", "--only", "dedup", str(prefix), timeout=600)
@@ -176,7 +186,7 @@ def test_killed_at_any_step_every_path_keeps_its_bytes(template_prefix: Path,
 
 def test_conda_pack_packs_the_links(prefix: Path, tmp_path: Path) -> None:
     _plant(prefix)
-    shrink(prefix, Options(only=("pkgs-cache", "dedup"), strip_mode=None))
+    shrink(prefix, Options(only=("pkgs-cache", "dedup"), strip_mode=None, conda_pack_views=True))
     archive = tmp_path / "env.tar.gz"
     packed = subprocess.run([sys.executable, "-c", "from conda_pack.cli import main; main()",
                              "-p", str(prefix), "-o", str(archive), "--quiet"],
@@ -210,7 +220,7 @@ def test_what_conda_pack_rewrites_is_never_linked(prefix: Path) -> None:
     _own(prefix, "astro-*.json", astro_twin)
     unowned = prefix / SITE / "demopkg" / "unowned.py"
     shutil.copy2(prefix / SITE / "demopkg" / "__init__.py", unowned)
-    shrink(prefix, Options(only=("pkgs-cache", "dedup"), strip_mode=None))
+    shrink(prefix, Options(only=("pkgs-cache", "dedup"), strip_mode=None, conda_pack_views=True))
     assert twin.stat().st_ino != script.stat().st_ino
     assert astro_twin.stat().st_ino != astro_init.stat().st_ino
     assert unowned.stat().st_nlink == 1
