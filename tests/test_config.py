@@ -34,6 +34,7 @@ keep-locale = ["de"]
 strip-mode = "unneeded"
 no-strip = false
 jobs = 1
+conda-pack-views = false
 json = true
 quiet = true
 yes = true

@@ -179,11 +179,10 @@ def test_a_config_file_works_from_the_zipapp(pyz: Path, prefix: Path, tmp_path: 
     names = [s["name"] for s in json.loads(done.stdout)["strategies"]]
     assert "headers" in names and "strip" not in names
     # Pythons before 3.11 have no tomllib: the zipapp's own reader parses the same file.
-    vendored = subprocess.run(
-        [str(prefix / "bin" / "python"), "-c",
-         "import sys; sys.path.insert(0, sys.argv[1]); from shrinkconda._vendor import tomli; "
-         "print(tomli.load(open(sys.argv[2], 'rb')))", str(pyz), str(config)],
-        env=RUN_ENV, check=False, capture_output=True, text=True)
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from shrinkconda._vendor import tomli; "
+            "print(tomli.load(open(sys.argv[2], 'rb')))")
+    vendored = subprocess.run([str(prefix / "bin" / "python"), "-c", code, str(pyz), str(config)],
+                              env=RUN_ENV, check=False, capture_output=True, text=True)
     assert vendored.returncode == 0, vendored.stderr
     assert vendored.stdout.strip() == str({"profile": "aggressive", "skip": ["strip"],
                                            "json": True})

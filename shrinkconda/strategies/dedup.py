@@ -19,7 +19,8 @@ def select(scan: Scan) -> Iterator[int]:
 
 STRATEGY = Strategy(
     name="dedup",
-    summary="identical files (same bytes, mode, owner) become hard links of one inode",
+    summary="identical files (same bytes, mode, owner) become hard links of one inode "
+            "(with --conda-pack-views)",
     select=select,
     default=False,
 )
