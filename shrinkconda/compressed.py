@@ -108,8 +108,8 @@ def stripped_copies(scan: Scan, indices: Sequence[int], mode: str, directory: st
 
     def one(index: int) -> tuple[int, str] | None:
         target = os.path.join(directory, str(index))
-        run = subprocess.run([program, strip.FLAGS[mode], "-o", target,
-                              os.path.join(scan.prefix, scan.paths[index])],
+        source = os.path.join(scan.prefix, scan.paths[index])
+        run = subprocess.run([program, strip.flag(source, mode), "-o", target, source],
                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, check=False)
         return (index, target) if run.returncode == 0 else None

@@ -193,6 +193,13 @@ def discard(stripped: Iterable[Replacement]) -> None:
         _unlink(item.temp)
 
 
+def flag(path: str, mode: str) -> str:
+    """The ``strip`` option for the file at ``path`` in ``mode`` (``dh`` decides per file)."""
+    _check_mode(mode)
+    resolved = _removable(path, mode)[2] if mode == DH else mode
+    return FLAGS.get(resolved, FLAGS["debug"])  # dh on an unlinked object: nothing to do
+
+
 def find_tool(tool: str = "strip") -> str:
     """The path of the ``strip`` program, or :class:`StripToolMissing` saying how to get it."""
     found = shutil.which(tool)

@@ -35,6 +35,8 @@ strip-mode = "unneeded"
 no-strip = false
 jobs = 1
 conda-pack-views = false
+by = "package"
+compressed = false
 json = true
 quiet = true
 yes = true
@@ -44,9 +46,10 @@ verify-command = ["python -c 'import demopkg'"]
 
 
 def test_every_key_of_shrink_is_read(prefix: Path, tmp_path: Path) -> None:
-    keys = {line.split(" = ")[0] for line in EVERY_KEY.splitlines()}
+    text = EVERY_KEY + f'html = "{tmp_path / "report.html"}"\n'
+    keys = {line.split(" = ")[0] for line in text.splitlines()}
     assert keys == _long_options(shrink), "a shrink option the test does not cover"
-    result = run_cli("shrink", "--config", str(_write(tmp_path, EVERY_KEY)), str(prefix))
+    result = run_cli("shrink", "--config", str(_write(tmp_path, text)), str(prefix))
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)  # json = true
     assert [s["name"] for s in doc["strategies"]] == ["docs", "strip", "conda-meta"]
@@ -54,6 +57,7 @@ def test_every_key_of_shrink_is_read(prefix: Path, tmp_path: Path) -> None:
     history = json.loads((prefix / "conda-meta/shrinkconda-history.jsonl").read_text())
     assert history["strip_mode"] == "unneeded"
     assert (prefix / "share/doc/libdemo/README.md").exists()  # keep
+    assert (tmp_path / "report.html").read_text().startswith("<!")  # html
     assert not (prefix / "share/man").exists()
 
 
