@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -273,6 +274,15 @@ def _dumps(doc: dict[str, Any]) -> str:
     lines = [f"  {json.dumps(key)}: {json.dumps(doc[key], sort_keys=True)}"
              for key in sorted(doc)]
     return "{\n" + ",\n".join(lines) + "\n}\n"
+
+
+def sha256(path: Path) -> str:
+    """A file's sha256, as records give it; read in blocks (libraries run to 100 MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def history_line(payload: dict[str, Any]) -> str:

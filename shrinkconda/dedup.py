@@ -16,13 +16,13 @@ and tar cannot read the archive from there on.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
+from shrinkconda import condameta
 from shrinkconda.scan import FILE, Problem, Scan
 from shrinkconda.strip import TEMP_SUFFIX
 
@@ -143,11 +143,7 @@ def _fingerprint(scan: Scan, index: int) -> tuple[str, int, int]:
     st = os.lstat(path)
     if (st.st_ino, st.st_size) != (scan.inos[index], scan.sizes[index]):
         raise OSError(0, "changed since the scan")
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest(), st.st_uid, st.st_gid
+    return condameta.sha256(path), st.st_uid, st.st_gid
 
 
 def make_links(scan: Scan, links: Iterable[Link], temp_dir: str | None = None

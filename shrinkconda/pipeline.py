@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import hashlib
 import os
 import uuid
 from collections.abc import Sequence
@@ -177,7 +176,7 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
                              if linked else None)
             return extras.finish(report, bytearray(len(scan_)), (), (), after=None)
         dropped: list[str] = []
-        txn.commit(_payload(the_plan, removed, made, options, digest=_sha256, linked=linked),
+        txn.commit(_payload(the_plan, removed, made, options, digest=condameta.sha256, linked=linked),
                    lambda payload: dropped.extend(condameta.apply(root, payload)))
         if options.verify and modules:
             notes += ((f"verified: the {len(modules)} top-level modules that imported "
@@ -304,14 +303,6 @@ def _payload(the_plan: Plan, removed: bytearray, made: Sequence[strip.Replacemen
         payload["deduplicated"] = {scan_.paths[k.index]: scan_.paths[k.target]
                                    for k in linked.links}
     return payload
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _report(the_plan: Plan, removed: bytearray, problems: list[Problem], dry_run: bool,

@@ -10,11 +10,10 @@ A third-party package registers a :class:`Profile` under the entry-point group
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from importlib import metadata
+from dataclasses import dataclass
 
+from shrinkconda import plugins
 from shrinkconda.errors import ProfileError, UnknownProfileError
 from shrinkconda.scan import Problem
 
@@ -72,26 +71,8 @@ DEFAULT = SAFE.name
 
 def available() -> tuple[tuple[Profile, ...], tuple[Problem, ...]]:
     """Built-ins then plugins (sorted by name), and the plugins that failed to load."""
-    profiles = {p.name: p for p in BUILTIN}
-    problems: list[Problem] = []
-    plugins: list[Profile] = []
-    for ep in _entry_points():
-        origin = f"profile plugin {ep.name} = {ep.value}"
-        try:
-            profile = ep.load()
-        except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the tool down
-            problems.append(Problem("", f"{origin} failed to load and was skipped: {exc!r}"))
-            continue
-        if not isinstance(profile, Profile):
-            problems.append(Problem("", f"{origin} is not a shrinkconda Profile; skipped"))
-            continue
-        profile = replace(profile, origin=origin)
-        if profile.name in profiles:
-            raise ProfileError(f"two profiles are named {profile.name!r}: "
-                               f"{profiles[profile.name].origin} and {origin}")
-        profiles[profile.name] = profile
-        plugins.append(profile)
-    return BUILTIN + tuple(sorted(plugins, key=lambda p: p.name)), tuple(problems)
+    return plugins.load(ENTRY_POINT_GROUP, BUILTIN, Profile, "profiles", "profile plugin",
+                        ProfileError)
 
 
 def find(name: str) -> tuple[Profile, tuple[Problem, ...]]:
@@ -111,9 +92,3 @@ def check(profile: Profile, strategy_names: Sequence[str]) -> None:
         raise ProfileError(f"profile {profile.name!r} ({profile.origin}) runs "
                            f"{', '.join(missing)}, which no installed strategy is called; "
                            "install the plugin that provides it or choose another profile")
-
-
-def _entry_points() -> list[metadata.EntryPoint]:
-    if sys.version_info >= (3, 10):
-        return list(metadata.entry_points(group=ENTRY_POINT_GROUP))
-    return list(metadata.entry_points().get(ENTRY_POINT_GROUP, []))

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from treeutil import du_allocated, du_bytes, prefix_python, run_cli
+from treeutil import du_allocated, du_bytes, file_digests, prefix_python, run_cli
 
 from fixtures.install import copy_tree
 from shrinkconda import Options, audit, shrink
@@ -51,26 +51,11 @@ def _own(prefix: Path, record_glob: str, path: Path) -> None:
     record.write_text(json.dumps(doc))
 
 
-def _contents(root: Path) -> dict[str, str]:
-    """Path -> sha256 of every file outside conda-meta (whose records a commit
-    points at views of the packages whose cache is gone)."""
-    out = {}
-    for dirpath, _, filenames in os.walk(root):
-        if os.path.relpath(dirpath, root).split(os.sep)[0] == "conda-meta":
-            continue
-        for name in filenames:
-            path = os.path.join(dirpath, name)
-            if not os.path.islink(path):
-                with open(path, "rb") as f:
-                    out[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
-    return out
-
-
 def test_identical_files_become_one_inode_and_mode_bits_keep_them_apart(prefix: Path) -> None:
     copy0, copy1, copy2, extra = _plant(prefix)
     shrink(prefix, Options(only=("pkgs-cache",), strip_mode=None, verify=False,
                            conda_pack_views=True))
-    before = _contents(prefix)
+    before = file_digests(prefix, skip="conda-meta")
     predicted = audit(prefix, ONLY)
     done = shrink(prefix, ONLY)
     assert done.verified and not done.rolled_back
@@ -78,7 +63,7 @@ def test_identical_files_become_one_inode_and_mode_bits_keep_them_apart(prefix: 
     assert copy0.stat().st_ino == copy1.stat().st_ino == original.stat().st_ino
     assert copy2.stat().st_ino != original.stat().st_ino  # 0o600, not merged
     assert extra.stat().st_ino == (prefix / "lib/libdemo.so.1.0.0").stat().st_ino
-    assert _contents(prefix) == before  # the same bytes everywhere
+    assert file_digests(prefix, skip="conda-meta") == before  # the same bytes everywhere
     assert [(ln.name, ln.saving) for ln in done.lines] == [
         (ln.name, ln.saving) for ln in predicted.lines]
     assert done.lines[0].name == "dedup" and done.lines[0].saving.bytes > extra.stat().st_size
@@ -158,7 +143,7 @@ def test_killed_at_any_step_every_path_keeps_its_bytes(template_prefix: Path,
 
     def killed_at(step: int) -> bool:
         prefix = copy_tree(template, tmp_path / f"p{step}")
-        before = _contents(prefix)
+        before = file_digests(prefix, skip="conda-meta")
         env = {**os.environ, "SHRINKCONDA_TEST_CRASH_AFTER": str(step)}
         first = run_cli("shrink", "-y", "-q", "--only", "dedup", "--no-strip", "--no-verify",
                         "--conda-pack-views", str(prefix), env=env, timeout=600)
@@ -169,7 +154,7 @@ def test_killed_at_any_step_every_path_keeps_its_bytes(template_prefix: Path,
             outcomes.update(n.split(" a ")[0] for n in json.loads(recovered.stdout)["notes"]
                             if "interrupted" in n or "killed" in n)
             assert not (prefix / STATE_DIR).exists()
-        assert _contents(prefix) == before, step
+        assert file_digests(prefix, skip="conda-meta") == before, step
         assert prefix_python(prefix, WORKS).returncode == 0
         shutil.rmtree(prefix)
         return first.returncode != 0

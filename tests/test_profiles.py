@@ -11,7 +11,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from treeutil import du_bytes, prefix_python, run_cli
+from treeutil import du_bytes, file_digests, prefix_python, run_cli
 
 from shrinkconda import Options, audit, profiles, shrink, strategies
 from shrinkconda.errors import ProfileError, UnknownProfileError
@@ -116,30 +116,19 @@ def test_aggressive_keeps_every_guarantee(opt_in_prefix: Path, tmp_path: Path,
 
 
 def test_aggressive_that_breaks_a_check_is_rolled_back(opt_in_prefix: Path) -> None:
-    before = _tree(opt_in_prefix)
+    before = file_digests(opt_in_prefix)
     check = "python -c \"import devpkg; devpkg.greet('fr')\""
     report = shrink(opt_in_prefix, Options(profile="aggressive", verify_commands=(check,)))
     assert report.rolled_back and report.bytes_saved == 0
     assert [b.kind for b in report.broken] == ["command"]
-    assert _tree(opt_in_prefix) == before
+    assert file_digests(opt_in_prefix) == before
 
 
 def test_aggressive_leaves_the_cache_and_the_sibling_env_alone(
         shared_cache_envs: tuple[Path, Path, Path]) -> None:
     cache, env_a, env_b = shared_cache_envs
-    cache_before, sibling_before = _tree(cache), _tree(env_b)
+    cache_before, sibling_before = file_digests(cache), file_digests(env_b)
     report = shrink(env_a, Options(profile="aggressive"))
     assert report.verified and not report.rolled_back
     assert not (env_a / "include").exists()
-    assert _tree(cache) == cache_before and _tree(env_b) == sibling_before
-
-
-def _tree(root: Path) -> dict[str, str]:
-    out = {}
-    for dirpath, _, filenames in os.walk(root):
-        for name in filenames:
-            path = os.path.join(dirpath, name)
-            if not os.path.islink(path):
-                with open(path, "rb") as f:
-                    out[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
-    return out
+    assert file_digests(cache) == cache_before and file_digests(env_b) == sibling_before

@@ -19,27 +19,10 @@ from fixtures.install import copy_tree
 from shrinkconda import Options, shrink
 from shrinkconda.condameta import HISTORY
 from shrinkconda.transaction import STATE_DIR
-from treeutil import prefix_python, run_cli
+from treeutil import contents, prefix_python, run_cli
 
 SITE = "lib/python3.11/site-packages"
 IMPORTS_OK = "import demopkg, astro, purepkg; assert demopkg.add(2, 3) == 5"
-
-
-def contents(root: Path) -> dict[str, str]:
-    """Path -> sha256 of every file, target of every symlink, 'dir' for directories."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = os.path.join(dirpath, name)
-            rel = os.path.relpath(path, root)
-            if os.path.islink(path):
-                out[rel] = "-> " + os.readlink(path)
-            elif os.path.isdir(path):
-                out[rel] = "dir"
-            else:
-                with open(path, "rb") as f:
-                    out[rel] = hashlib.sha256(f.read()).hexdigest()
-    return out
 
 
 def add_fragile_package(prefix: Path) -> None:

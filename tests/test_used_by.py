@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
-from treeutil import du_bytes, prefix_python, run_cli
+from treeutil import contents, du_bytes, prefix_python, run_cli
 
 from fixtures.content import dist_info
 from shrinkconda import Options, audit, shrink
@@ -29,21 +28,6 @@ FORKSERVER_APP = SPAWN_APP.replace('"spawn"', '"forkserver"')
 ENTRY_POINTS = ("from importlib.metadata import entry_points; "
                 "assert [e.load()() for e in entry_points(group='appdemo.plugins')] == ['hook ok']")
 
-
-
-def contents(root: Path) -> dict[str, str]:
-    """Path -> sha256 of each file, target of each symlink, 'dir' for directories."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = os.path.join(dirpath, name)
-            if os.path.islink(path):
-                out[path] = "-> " + os.readlink(path)
-            elif os.path.isdir(path):
-                out[path] = "dir"
-            else:
-                out[path] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    return out
 
 
 pytestmark = pytest.mark.skipif(subprocess.run(["sh", "-c", "command -v strace"],

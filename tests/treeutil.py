@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -19,6 +20,38 @@ def snapshot(root: Path) -> dict[str, tuple[int, int, int]]:
             st = os.lstat(path)
             tree[os.path.relpath(path, root)] = (st.st_mode, st.st_size, st.st_mtime_ns)
     return tree
+
+
+def contents(root: Path) -> dict[str, str]:
+    """Path -> sha256 of every file, target of every symlink, 'dir' for directories."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, root)
+            if os.path.islink(path):
+                out[rel] = "-> " + os.readlink(path)
+            elif os.path.isdir(path):
+                out[rel] = "dir"
+            else:
+                with open(path, "rb") as f:
+                    out[rel] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+def file_digests(root: Path, skip: str | None = None) -> dict[str, str]:
+    """Path -> sha256 of every regular file (symlinks left out), outside the top-level
+    directory ``skip``."""
+    out = {}
+    for dirpath, _, filenames in os.walk(root):
+        if skip is not None and os.path.relpath(dirpath, root).split(os.sep)[0] == skip:
+            continue
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                with open(path, "rb") as f:
+                    out[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
+    return out
 
 
 def du_bytes(path: Path) -> int:

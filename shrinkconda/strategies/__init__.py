@@ -9,11 +9,9 @@ A third-party package registers a :class:`Strategy` under the entry-point group
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
-from importlib import metadata
 
+from shrinkconda import plugins
 from shrinkconda.errors import StrategyError, UnknownStrategyError
 from shrinkconda.profiles import SAFE, Profile, check
 from shrinkconda.scan import Problem
@@ -56,28 +54,8 @@ BUILTIN: tuple[Strategy, ...] = (
 
 def available() -> tuple[tuple[Strategy, ...], tuple[Problem, ...]]:
     """Built-ins then plugins (sorted by name), and the plugins that failed to load."""
-    strategies = {s.name: s for s in BUILTIN}
-    problems: list[Problem] = []
-    plugins: list[Strategy] = []
-    for ep in _entry_points():
-        origin = f"plugin {ep.name} = {ep.value}"
-        try:
-            strategy = ep.load()
-        except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the tool down
-            problems.append(Problem("", f"{origin} failed to load and was skipped: {exc!r}"))
-            continue
-        if not isinstance(strategy, Strategy):
-            problems.append(Problem("", f"{origin} is not a shrinkconda Strategy; skipped"))
-            continue
-        strategy = replace(strategy, origin=origin)
-        if strategy.name in strategies:
-            raise StrategyError(
-                f"two strategies are named {strategy.name!r}: "
-                f"{strategies[strategy.name].origin} and {origin}"
-            )
-        strategies[strategy.name] = strategy
-        plugins.append(strategy)
-    return BUILTIN + tuple(sorted(plugins, key=lambda s: s.name)), tuple(problems)
+    return plugins.load(ENTRY_POINT_GROUP, BUILTIN, Strategy, "strategies", "plugin",
+                        StrategyError)
 
 
 def choose(
@@ -97,9 +75,3 @@ def choose(
         check(profile, [s.name for s in strategies])
     chosen = [s for s in strategies if (s.name in only if only else profile.runs(s.name, s.default))]
     return tuple(s for s in chosen if s.name not in skip)
-
-
-def _entry_points() -> list[metadata.EntryPoint]:
-    if sys.version_info >= (3, 10):
-        return list(metadata.entry_points(group=ENTRY_POINT_GROUP))
-    return list(metadata.entry_points().get(ENTRY_POINT_GROUP, []))

@@ -1,0 +1,58 @@
+"""Load what third-party packages register through an entry-point group: strategies
+and profiles are found, checked and reported the same way."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from importlib import metadata
+from typing import Protocol, TypeVar
+
+from shrinkconda.errors import ShrinkError
+from shrinkconda.scan import Problem
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def origin(self) -> str: ...
+
+
+T = TypeVar("T", bound=_Named)
+
+
+def load(group: str, builtin: Sequence[T], kind: type[T], plural: str, label: str,
+         error: type[ShrinkError]) -> tuple[tuple[T, ...], tuple[Problem, ...]]:
+    """``builtin`` then the plugins of ``group`` (sorted by name), and the plugins that
+    failed to load. ``kind`` is a dataclass with ``name`` and ``origin`` fields; a
+    plugin reusing a name raises ``error`` naming both (``two {plural} are named ...``)."""
+    known = {item.name: item for item in builtin}
+    problems: list[Problem] = []
+    plugins: list[T] = []
+    for ep in _entry_points(group):
+        origin = f"{label} {ep.name} = {ep.value}"
+        try:
+            item = ep.load()
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the tool down
+            problems.append(Problem("", f"{origin} failed to load and was skipped: {exc!r}"))
+            continue
+        if not isinstance(item, kind):
+            problems.append(Problem("", f"{origin} is not a shrinkconda {kind.__name__}; "
+                                        "skipped"))
+            continue
+        item = replace(item, origin=origin)  # type: ignore[type-var]
+        if item.name in known:
+            raise error(f"two {plural} are named {item.name!r}: "
+                        f"{known[item.name].origin} and {origin}")
+        known[item.name] = item
+        plugins.append(item)
+    return tuple(builtin) + tuple(sorted(plugins, key=lambda p: p.name)), tuple(problems)
+
+
+def _entry_points(group: str) -> list[metadata.EntryPoint]:
+    if sys.version_info >= (3, 10):
+        return list(metadata.entry_points(group=group))
+    return list(metadata.entry_points().get(group, []))
