@@ -169,6 +169,49 @@ def read(path: str | os.PathLike[str]) -> Elf:
     )
 
 
+_DT_NULL, _DT_NEEDED, _DT_STRTAB, _DT_STRSZ = 0, 1, 5, 10
+
+
+def needed(path: str | os.PathLike[str], elf: Elf) -> tuple[str, ...]:
+    """The ``DT_NEEDED`` entries of a linked object (``libtk8.6.so``, ...), in order.
+
+    Read through the program headers, as the dynamic loader reads them, so an object
+    without section headers is read too; ``()`` for one without a dynamic segment (a
+    static executable, a relocatable object). Raises :class:`ElfError` for a dynamic
+    segment or string table that does not lie in the file.
+    """
+    dynamic = next((s for s in elf.segments if s.type == PT_DYNAMIC), None)
+    if dynamic is None:
+        return ()
+    order = "<" if elf.data == 1 else ">"
+    entry = struct.Struct(order + ("qQ" if elf.elf_class == 2 else "iI"))
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        raw = _read_at(f, dynamic.offset, dynamic.filesz, size, "dynamic segment")
+        wanted: list[int] = []
+        strtab = strsz = None
+        for tag, value in entry.iter_unpack(raw[: len(raw) - len(raw) % entry.size]):
+            if tag == _DT_NULL:
+                break
+            if tag == _DT_NEEDED:
+                wanted.append(value)
+            elif tag == _DT_STRTAB:
+                strtab = value
+            elif tag == _DT_STRSZ:
+                strsz = value
+        if not wanted:
+            return ()
+        if strtab is None or strsz is None:
+            raise ElfError("dynamic segment has DT_NEEDED but no string table")
+        load = next((s for s in elf.segments if s.type == PT_LOAD
+                     and s.vaddr <= strtab < s.vaddr + s.filesz), None)
+        if load is None:
+            raise ElfError("dynamic string table is not in a loaded part of the file")
+        strings = _read_at(f, load.offset + strtab - load.vaddr, strsz, size,
+                           "dynamic string table")
+    return tuple(_name(strings, offset) for offset in wanted)
+
+
 def _read_at(f: BinaryIO, offset: int, length: int, size: int, what: str) -> bytes:
     if offset + length > size:
         raise ElfError(f"truncated: the {what} runs past the end of the file")

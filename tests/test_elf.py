@@ -256,3 +256,33 @@ def _tiny_elf32_big_endian() -> bytes:
         struct.pack(">IIIIIIIIII", 19, 3, 0, 0, str_off, len(shstrtab), 0, 0, 1, 0),
     ])
     return ident + header + phdr + text + debug + shstrtab + shdrs
+
+
+def readelf_needed(path: Path) -> tuple[str, ...]:
+    out = subprocess.run(["readelf", "-dW", str(path)], capture_output=True, text=True,
+                         check=True).stdout
+    return tuple(line.split("[", 1)[1].split("]", 1)[0] for line in out.splitlines()
+                 if "(NEEDED)" in line)
+
+
+@needs_gcc
+@pytest.mark.skipif(not PATCHELF.exists(), reason="needs patchelf")
+def test_needed_reads_dt_needed_like_readelf(built: Path, tmp_path: Path) -> None:
+    tool, lib = built / "tool", built / "libdemo.so.1.0.0"
+    assert elf.needed(tool, elf.read(tool)) == readelf_needed(tool)
+    assert "libdemo.so.1" in elf.needed(tool, elf.read(tool))
+    assert elf.needed(lib, elf.read(lib)) == readelf_needed(lib)
+    # patchelf moves .dynstr to a new load segment: found through the program headers.
+    moved = patchelf_twice(Path(shutil.copy2(lib, tmp_path / "libmoved.so")))
+    assert elf.needed(moved, elf.read(moved)) == readelf_needed(moved)
+    assert "libm.so.6" in elf.needed(moved, elf.read(moved))
+    # No section headers at all: still read, as the loader reads it.
+    bare = tmp_path / "bare"
+    data = bytearray(tool.read_bytes())
+    struct.pack_into("<Q", data, 0x28, 0)  # e_shoff of an ELF64 header
+    struct.pack_into("<HH", data, 0x3C, 0, 0)  # e_shnum, e_shstrndx
+    bare.write_bytes(bytes(data))
+    assert elf.read(bare).sections == ()
+    assert elf.needed(bare, elf.read(bare)) == readelf_needed(tool)
+    # Nothing dynamic: a relocatable object needs nothing.
+    assert elf.needed(built / "lib.o", elf.read(built / "lib.o")) == ()

@@ -75,6 +75,24 @@ def first_match_in(source: bytes, found: Callable[[ast.AST], bool]) -> bool:
     return any(found(node) for node in ast.walk(tree))
 
 
+def matches_at_import(source: bytes, found: Callable[[ast.AST], bool]) -> bool:
+    """Whether code that runs when ``source`` is imported has a node ``found`` accepts:
+    module level, class bodies, ``if``/``try`` blocks, not function bodies; yes if it
+    does not parse."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return True  # cannot tell: assume it does
+    stack: list[ast.AST] = [tree]
+    while stack:
+        node = stack.pop()
+        if found(node):
+            return True
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            stack.extend(ast.iter_child_nodes(node))
+    return False
+
+
 def calls(name: str) -> Callable[[ast.AST], bool]:
     """A node test: a call of ``name(...)`` or ``something.name(...)``."""
 
