@@ -2,6 +2,7 @@
 """Build a realistic data-science conda prefix offline: PyPI wheels made into .conda packages.
 
     .venv/bin/python scripts/build_realistic_env.py DEST [--force] [--with-dev-tools]
+        [--full-stdlib] [--pkgs-dir DIR]
 
 numpy, scipy, pandas, matplotlib and scikit-learn with their dependencies (pinned cp311
 manylinux wheels, test suites and auditwheel's patchelf-rewritten ``*.libs/`` kept) plus
@@ -9,6 +10,9 @@ the host CPython as a ``python`` package, indexed into a local channel and insta
 py-rattler into DEST with the package cache at ``DEST/pkgs`` (archives and extracted
 packages hard-linked into the env), the way a miniconda base install looks, or with
 ``--pkgs-dir DIR`` from a cache outside it, as named envs, micromamba and pixi have it.
+``--full-stdlib`` packages the stdlib as conda-forge's python package has it (``idlelib``,
+``tkinter``, ``turtledemo``, ``ensurepip``, ``lib2to3``, bytecode, ``bin/idle3``) and adds
+the ``tk`` package (the host's Tcl/Tk) it depends on.
 
 Downloads go to ``<fixture cache>/wheels`` and built packages to
 ``<fixture cache>/packages``; a warm rebuild only installs.
@@ -31,7 +35,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from fixtures.builder import build_recipe, fixture_cache_dir
 from fixtures.conda import add_to_channel, index_channel
-from fixtures.cpython import python_recipe
+from fixtures.cpython import python_recipe, tk_recipe
 from fixtures.install import install
 from fixtures.wheels import Wheel, download, find_wheel, wheel_recipe
 
@@ -119,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--with-dev-tools", action="store_true",
                         help=f"also install {', '.join(DEV_TOOL_PINS)}, as a conda python env "
                              "has them")
+    parser.add_argument("--full-stdlib", action="store_true",
+                        help="the stdlib as conda-forge's python package has it, with its tk")
     parser.add_argument("--cache", type=Path, default=None,
                         help="fixture cache (default: $SHRINKCONDA_FIXTURE_CACHE or "
                              ".fixture-cache/)")
@@ -140,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     names = [w.name for w in found]
-    recipes = [python_recipe(), *(wheel_recipe(w, ["python", *names]) for w in found)]
+    pythons = [python_recipe(full_stdlib=True), tk_recipe()] if args.full_stdlib \
+        else [python_recipe()]
+    recipes = [*pythons, *(wheel_recipe(w, ["python", *names]) for w in found)]
     archives = [(r.subdir, build_recipe(r, cache)) for r in recipes]
     timings["packages"] = time.perf_counter() - start
 
