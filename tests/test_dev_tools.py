@@ -152,3 +152,11 @@ def test_an_object_that_needs_libtcl_keeps_tcltk(full_prefix: Path) -> None:
     assert report.removed_packages == ()
     assert {k.path: k.reason for k in report.kept}["lib/libtcl8.6.so"] == \
         "needed by lib/libtclext.so"
+
+
+def test_an_object_whose_headers_do_not_parse_keeps_tcltk(full_prefix: Path) -> None:
+    (full_prefix / "lib/libodd.so").write_bytes(b"\x7fELF\x02\x01\x01" + b"\0" * 9 + b"\xff" * 8)
+    report = audit(full_prefix, ONLY)
+    assert report.removed_packages == ()
+    assert {k.path: k.reason for k in report.kept}["lib/libtcl8.6.so"] == \
+        "may be needed by lib/libodd.so, whose ELF headers do not parse"

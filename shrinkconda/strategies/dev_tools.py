@@ -176,11 +176,14 @@ def _tcltk(scan: Scan) -> Iterator[Choice]:
     libraries = {scan.name(i): i for i in range(len(scan))
                  if owners[i] in records and scan.paths[i].startswith("lib/")
                  and ".so" in scan.name(i)}
-    user = _needing(scan, records, libraries.keys())
+    user = _needing(scan, records, libraries.keys()) if libraries else None
     if user is not None:
         path, library = user
-        yield Keep(libraries.get(library, next(iter(libraries.values()))),
-                   f"needed by {path}")
+        if library in libraries:
+            yield Keep(libraries[library], f"needed by {path}")
+        else:
+            yield Keep(min(libraries.values()),
+                       f"may be needed by {path}, whose ELF headers do not parse")
         return
     yield from _whole_packages(scan, TCLTK)
 
