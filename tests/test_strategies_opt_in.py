@@ -11,7 +11,7 @@ from treeutil import prefix_python
 from shrinkconda import Options, audit, shrink
 from shrinkconda.plan import plan
 from shrinkconda.scan import scan
-from shrinkconda.strategies import BUILTIN, locales
+from shrinkconda.strategies import BUILTIN, locales, sources
 
 SITE = "lib/python3.11/site-packages"
 STDLIB = "lib/python3.11"
@@ -169,3 +169,14 @@ def test_breaking_import_of_a_removed_distribution_rolls_back(opt_in_prefix: Pat
     assert report.rolled_back
     assert [b.check for b in report.broken] == ["needy"]
     assert (opt_in_prefix / SITE / "pkg_resources" / "__init__.py").exists()
+
+
+@pytest.mark.parametrize("source", [
+    b'build("fast.pyx")\n', b"x = 'src/fast.pyx'", b"fast.pyx.bak", b"_fast.pyx", b"fast.pyxz",
+    b"fast-1.pyx fast.c fast.h", b"a.c.h a.c", b"fast.pyx\nfast.pyx", b"\xc3\xa9fast.pyx",
+    b"sub.fast.pyx", b"fast.f90 fast.f", b"",
+])
+def test_the_fast_name_search_finds_what_the_one_regex_finds(source: bytes) -> None:
+    names = {b"fast.pyx", b"fast.c", b"fast.h", b"a.c", b"fast-1.pyx", b"fast.f90",
+             b"fast.f", b"pyx"}
+    assert set(sources._names_in(source, names)) == set(sources._names_in_slowly(source, names))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 from shrinkconda.scan import DIR, FILE, Scan
 from shrinkconda.strategies import _python
@@ -58,8 +58,7 @@ def _needed_at_run_time(scan: Scan, top: int, found: list[int]) -> dict[int, str
     by_name: dict[bytes, list[int]] = {}
     for index in found:
         by_name.setdefault(scan.name(index).encode(), []).append(index)
-    names = b"|".join(re.escape(n) for n in sorted(by_name, key=len, reverse=True))
-    named = re.compile(rb"(?<![\w.-])(" + names + rb")(?!\w)")
+    names_in = _names_in if all(_TOKEN.fullmatch(n) for n in by_name) else _names_in_slowly
     needed: dict[int, str] = {}
     pyximport = _python.imports("pyximport")
     for runtime in _python.runtime_files(scan, top):
@@ -71,10 +70,40 @@ def _needed_at_run_time(scan: Scan, top: int, found: list[int]) -> dict[int, str
         if b"pyximport" in source and _python.first_match_in(source, pyximport):
             why = f"compiled at run time: {scan.paths[runtime]} imports pyximport"
             return {i: why for i in found}
-        for match in named.finditer(source):
-            for index in by_name[match.group(1)]:
+        for name in names_in(source, by_name):
+            for index in by_name[name]:
                 needed.setdefault(index, f"named by runtime code: {scan.paths[runtime]}")
     return needed
+
+
+_TOKEN = re.compile(rb"[\w.-]+")
+_TOKEN_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+#: A source suffix not followed by a word character: starting with a literal ``.``, the
+#: regex engine finds these fast; the name is then read backwards from each.
+_SUFFIX = re.compile(rb"\.(?:" + b"|".join(
+    re.escape(x[1:].encode()) for x in sorted(SUFFIXES, key=len, reverse=True)) + rb")(?!\w)")
+
+
+def _names_in(source: bytes, names: Collection[bytes]) -> Iterator[bytes]:
+    """The ``names`` that ``source`` spells out as a whole word: not preceded by a word
+    character, ``.`` or ``-``, not followed by a word character (``names`` being made of
+    those characters, a name is the whole run of them before its suffix), as the
+    one-regex :func:`_names_in_slowly` finds them, but without trying every name at
+    every position."""
+    for match in _SUFFIX.finditer(source):
+        start = match.start()
+        while start and source[start - 1] in _TOKEN_BYTES:
+            start -= 1
+        name = source[start:match.end()]
+        if name in names:
+            yield name
+
+
+def _names_in_slowly(source: bytes, names: Collection[bytes]) -> Iterator[bytes]:
+    """:func:`_names_in` for names with other characters, by one regex of them all."""
+    pattern = b"|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    for match in re.finditer(rb"(?<![\w.-])(" + pattern + rb")(?!\w)", source):
+        yield match.group(1)
 
 
 STRATEGY = Strategy(
