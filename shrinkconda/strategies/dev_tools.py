@@ -123,37 +123,45 @@ def _importers(scan: Scan, pylib: int, entries: Mapping[str, Sequence[int]]) -> 
         for index in indices:
             for inside in range(index, scan.ends[index]):
                 owner[inside] = name
-    imports: dict[int, set[str]] = {}
-    tests = {m: _python.imports(m) for c in STDLIB for m in c.modules}
-    of_module = {m: c.name for c in STDLIB for m in c.modules}
+    # Files that name another component's module; a component's own files are parsed
+    # only once something keeps it.
+    pending: dict[str, list[tuple[int, set[str]]]] = {}
     for index in range(pylib, scan.ends[pylib]):
         if scan.kinds[index] != FILE or not scan.paths[index].endswith(".py"):
             continue
-        try:
-            with open(scan.prefix / scan.paths[index], "rb") as f:
-                source = f.read()
-        except OSError:
-            continue
-        if not any(word in source for word in _WORDS):
+        source = _read(scan, index)
+        if source is None or not any(word in source for word in _WORDS):
             continue
         own = owner.get(index, "")
         named = {m.decode() for m in _IMPORT_STATEMENT.findall(source)}
-        found = {of_module[m] for m in named
-                 if of_module[m] != own and _python.matches_at_import(source, tests[m])}
-        if found:
-            imports[index] = found
+        named = {m for m in named if _OF_MODULE[m] != own and _OF_MODULE[m] in entries}
+        if named:
+            pending.setdefault(own, []).append((index, named))
     needed: dict[str, str] = {}
-    changed = True
-    while changed:  # a kept component's imports keep what they name
-        changed = False
-        for index, names in imports.items():
-            if owner.get(index) in entries and owner[index] not in needed:
+    queue = [""]  # code outside every component, then each component kept in turn
+    while queue:
+        for index, named in pending.pop(queue.pop(), []):
+            if all(_OF_MODULE[m] in needed for m in named):
                 continue
-            for name in names - needed.keys():
-                if name in entries:
+            source = _read(scan, index) or b""
+            for module in sorted(named):
+                name = _OF_MODULE[module]
+                if name not in needed and _python.matches_at_import(source, _IMPORTS[module]):
                     needed[name] = scan.paths[index]
-                    changed = True
+                    queue.append(name)
     return needed
+
+
+_OF_MODULE = {m: c.name for c in STDLIB for m in c.modules}
+_IMPORTS = {m: _python.imports(m) for m in _OF_MODULE}
+
+
+def _read(scan: Scan, index: int) -> bytes | None:
+    try:
+        with open(scan.prefix / scan.paths[index], "rb") as f:
+            return f.read()
+    except OSError:
+        return None
 
 
 def _scripts(scan: Scan, name: str) -> list[int]:
