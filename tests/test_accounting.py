@@ -6,11 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
+from treeutil import du_allocated, du_bytes, snapshot
 
 from shrinkconda import Options, audit, shrink
 from shrinkconda.accounting import Ledger
 from shrinkconda.scan import scan
-from treeutil import du_allocated, du_bytes, snapshot
 
 SITE = "lib/python3.11/site-packages"
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from treeutil import SHRINKCONDA, du_bytes, run_cli, snapshot
 
 from shrinkconda import __version__
 from shrinkconda.cli import main
-from treeutil import SHRINKCONDA, du_bytes, run_cli, snapshot
 
 JSON_KEYS = {"prefix", "dry_run", "size_before", "size_after", "bytes_saved", "strategies",
              "errors"}

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from treeutil import prefix_python
 
 from shrinkconda import Options, shrink
 from shrinkconda.imports import imported_names, may_import_tests, module_of
-from treeutil import prefix_python
 
 SITE = "lib/python3.11/site-packages"
 

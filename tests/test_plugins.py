@@ -10,7 +10,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from treeutil import run_cli
 
 PLUGIN_MODULE = '''

@@ -9,10 +9,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from treeutil import snapshot
 
 from shrinkconda.errors import PrefixError
 from shrinkconda.scan import DIR, scan
-from treeutil import snapshot
 
 SITE = "lib/python3.11/site-packages"
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from treeutil import prefix_python
 
 from shrinkconda import Options, shrink
 from shrinkconda.plan import plan
 from shrinkconda.scan import scan
 from shrinkconda.strategies import BUILTIN, tests
-from treeutil import prefix_python
 
 SITE = "lib/python3.11/site-packages"
 
@@ -49,7 +49,7 @@ def test_strategy_removes_its_files_and_spares_the_traps(prefix: Path, name: str
         assert not (prefix / path).exists(), path
     for path in kept:
         assert (prefix / path).exists(), path
-    assert [line.name for line in report.lines][0] == name
+    assert report.lines[0].name == name
     assert report.lines[0].saving.files > 0
 
 
@@ -82,7 +82,7 @@ def test_never_conda_meta_nor_dist_info(prefix: Path, name: str) -> None:
 
 def _protected_paths(prefix: Path) -> set[Path]:
     # Installed metadata only: the package cache's copies go with pkgs-cache.
-    return {p for p in prefix.rglob("*") if not p.relative_to(prefix).parts[0] == "pkgs"
+    return {p for p in prefix.rglob("*") if p.relative_to(prefix).parts[0] != "pkgs"
             and (".dist-info" in str(p) or "conda-meta" in str(p))}
 
 

@@ -69,12 +69,12 @@ def du_allocated(path: Path) -> int:
 def run_cli(*args: str, env: dict[str, str] | None = None,
             **kwargs: object) -> subprocess.CompletedProcess[str]:
     """Run ``python -m shrinkconda ARGS`` in a real subprocess, stdin closed."""
-    return subprocess.run([*SHRINKCONDA, *args], capture_output=True, text=True,
+    return subprocess.run([*SHRINKCONDA, *args], check=False, capture_output=True, text=True,
                           stdin=subprocess.DEVNULL, env=env, **kwargs)  # type: ignore[call-overload]
 
 
 def prefix_python(prefix: Path, code: str) -> subprocess.CompletedProcess[str]:
     """Run ``code`` with the prefix's own interpreter in a clean environment."""
     env = {"PATH": f"{prefix}/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
-    return subprocess.run([str(prefix / "bin" / "python"), "-c", code], capture_output=True,
-                          text=True, env=env)
+    return subprocess.run([str(prefix / "bin" / "python"), "-c", code], check=False,
+                          capture_output=True, text=True, env=env)
