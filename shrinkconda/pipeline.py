@@ -15,17 +15,17 @@ from shrinkconda import (
     __version__,
     breakdown,
     condameta,
-    dedup,
+    dedup_phase,
     profiles,
     strategies,
     strip,
+    strip_phase,
     trace,
     transaction,
     used_by,
     verify,
 )
 from shrinkconda.accounting import Ledger, Saving
-from shrinkconda.errors import StripToolMissing
 from shrinkconda.plan import Plan, plan
 from shrinkconda.report import Broken, Line, Report
 from shrinkconda.scan import Problem, Scan, check_prefix, scan
@@ -34,9 +34,9 @@ from shrinkconda.strategies import locales
 StageProgress = Optional[Callable[[str, int], None]]
 """Told ``(stage, n)`` as ``n`` more items of ``stage`` (``scan``, ``strip``) are done."""
 
-STRIP = "strip"
+STRIP = strip_phase.NAME
 """The strip phase's name in the report; ``--only``/``--skip`` take it like a strategy."""
-DEDUP = dedup.NAME
+DEDUP = dedup_phase.NAME
 """The dedup phase's name: a strategy for ``--only``/``--skip`` and profiles, run after
 the strip phase since it replaces files by links instead of removing them."""
 FROM_PROFILE = "profile"
@@ -97,6 +97,7 @@ def audit(prefix: str | os.PathLike[str], options: Options = Options(),
     root = check_prefix(prefix)
     breakdown.check(options.extras, root)
     options, chosen, dedups, plugin_problems = _resolve(options)
+    mode = options.strip_mode if options.strips() else None
     with transaction.locked(root):
         notes = _recover(root)
         usage = used_by.trace_workloads(root, options.used_by, options.used_by_timeout,
@@ -104,9 +105,10 @@ def audit(prefix: str | os.PathLike[str], options: Options = Options(),
         the_plan, problems = _plan(root, chosen, plugin_problems, options, progress, usage)
         extras = breakdown.Breakdown(options.extras, the_plan)
         removed = the_plan.removed()
-        stripped = _predict_strip(the_plan.scan, removed, options, progress)
+        stripped = strip_phase.predict(the_plan.scan, removed, mode, _stage(progress, STRIP))
         replaced = stripped.replaced if stripped else ()
-        linked = _find_links(the_plan.scan, removed, replaced, options) if dedups else None
+        linked = dedup_phase.predict(the_plan.scan, removed, replaced,
+                                     options.conda_pack_views) if dedups else None
         payload = _payload(the_plan, removed, replaced, options, digest=lambda path: "0" * 64,
                            linked=linked)
         metadata, dropped = condameta.predict(the_plan.scan, payload)
@@ -127,6 +129,7 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
     root = check_prefix(prefix)
     breakdown.check(options.extras, root)
     options, chosen, dedups, plugin_problems = _resolve(options)
+    mode = options.strip_mode if options.strips() else None
     with transaction.locked(root), ThreadPoolExecutor(max_workers=1) as background, \
             verify.ImportCheck(root, options.jobs or 2) as imports:
         notes = _recover(root)
@@ -144,10 +147,11 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
                                            used_by.modules_to_verify(the_plan, usage))
         removed = the_plan.removed()
         txn = transaction.Transaction(root)
-        made, strip_phase = _make_stripped(scan_, removed, options, progress, txn)
-        linked = _make_links(scan_, removed, made, txn, strip_phase.temp_dirs, options) \
-            if dedups else None
-        temp_dirs = strip_phase.temp_dirs + (linked.temp_dirs if linked else ())
+        made, stripping = strip_phase.make(scan_, removed, mode, options.jobs,
+                                           _stage(progress, STRIP), txn)
+        linked = dedup_phase.make(scan_, removed, made, txn, stripping.temp_dirs,
+                                  options.conda_pack_views) if dedups else None
+        temp_dirs = stripping.temp_dirs + (linked.temp_dirs if linked else ())
         modules, verify_notes = importable.result()
         notes += verify_notes
         steps = [transaction.Step(scan_.paths[i], f"r{n}") for n, i in enumerate(the_plan.roots())]
@@ -170,10 +174,9 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
         if broken:
             txn.rollback()
             report = _report(the_plan, bytearray(len(scan_)), problems, dry_run=False,
-                             stripped=strip_phase.with_replaced(()) if options.strips() else None,
+                             stripped=stripping.with_replaced(()) if options.strips() else None,
                              notes=notes, broken=broken, verified=True, rolled_back=True,
-                             linked=_DedupPhase([], linked.problems, notes=linked.notes)
-                             if linked else None)
+                             linked=linked.undone() if linked else None)
             return extras.finish(report, bytearray(len(scan_)), (), (), after=None)
         dropped: list[str] = []
         txn.commit(_payload(the_plan, removed, made, options, digest=condameta.sha256, linked=linked),
@@ -183,7 +186,7 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
                        "before the shrink still import"),)
         metadata = condameta.measure(scan_)
         report = _report(the_plan, removed, problems, dry_run=False,
-                         stripped=strip_phase.with_replaced(made) if options.strips() else None,
+                         stripped=stripping.with_replaced(made) if options.strips() else None,
                          notes=notes, verified=options.verify, metadata=metadata,
                          removed_packages=dropped, linked=linked)
         return extras.finish(report, removed, made, metadata,
@@ -280,7 +283,7 @@ def _without_failed(scan_: Scan, removed: bytearray, made: list[strip.Replacemen
 
 def _payload(the_plan: Plan, removed: bytearray, made: Sequence[strip.Replacement],
              options: Options, digest: Callable[[Path], str],
-             linked: _DedupPhase | None = None) -> dict[str, Any]:
+             linked: dedup_phase.DedupPhase | None = None) -> dict[str, Any]:
     """What the commit records in ``conda-meta``: small, roots only."""
     scan_ = the_plan.scan
     by_strategy: dict[str, list[str]] = {}
@@ -306,10 +309,10 @@ def _payload(the_plan: Plan, removed: bytearray, made: Sequence[strip.Replacemen
 
 
 def _report(the_plan: Plan, removed: bytearray, problems: list[Problem], dry_run: bool,
-            stripped: _StripPhase | None = None, notes: tuple[str, ...] = (),
+            stripped: strip_phase.StripPhase | None = None, notes: tuple[str, ...] = (),
             broken: tuple[Broken, ...] = (), verified: bool | None = None,
             rolled_back: bool = False, metadata: Sequence[condameta.Change] = (),
-            removed_packages: Sequence[str] = (), linked: _DedupPhase | None = None) -> Report:
+            removed_packages: Sequence[str] = (), linked: dedup_phase.DedupPhase | None = None) -> Report:
     ledger = Ledger(the_plan.scan)
     lines: tuple[Line, ...] = ()
     per_package: dict[str, int] = {}
@@ -321,7 +324,7 @@ def _report(the_plan: Plan, removed: bytearray, problems: list[Problem], dry_run
         else:
             lines += (Line(s.strategy, ledger.remove(i for i in s.indices if removed[i])),)
     if stripped is not None:
-        lines += (Line(STRIP, _strip_saving(ledger, stripped.replaced)),)
+        lines += (Line(STRIP, strip_phase.saving(ledger, stripped.replaced)),)
         problems = problems + stripped.problems
         notes += stripped.notes
     if linked is not None:
@@ -366,59 +369,6 @@ def _stage(progress: StageProgress, stage: str) -> Callable[[int], None] | None:
     return lambda n: progress(stage, n)
 
 
-# The strip phase: predicted from ELF headers in the audit; in a shrink, stripped
-# copies are made beside the originals and the transaction swaps them in.
-
-@dataclass(frozen=True)
-class _StripPhase:
-    replaced: Sequence[strip.Replacement]
-    problems: list[Problem]
-    notes: tuple[str, ...]
-    temp_dirs: tuple[str, ...] = ()
-    """Directories (relative) where stripped copies may lie, for crash recovery."""
-
-    def with_replaced(self, replaced: Sequence[strip.Replacement]) -> _StripPhase:
-        return _StripPhase(replaced, self.problems, self.notes, self.temp_dirs)
-
-
-def _predict_strip(scan_: Scan, removed: bytearray, options: Options,
-                   progress: StageProgress) -> _StripPhase | None:
-    mode = options.strip_mode
-    if mode is None or not options.strips():
-        return None
-    chosen = strip.candidates(scan_, removed)
-    predicted, problems = strip.predict(scan_, chosen.indices, mode,
-                                        _stage(progress, STRIP))
-    try:
-        strip.find_tool()
-    except StripToolMissing as exc:
-        problems.append(Problem("", str(exc)))
-    return _StripPhase(predicted, problems, _strip_notes(scan_, chosen, mode))
-
-
-def _make_stripped(scan_: Scan, removed: bytearray, options: Options, progress: StageProgress,
-                   txn: transaction.Transaction) -> tuple[list[strip.Replacement], _StripPhase]:
-    mode = options.strip_mode
-    if mode is None or not options.strips():
-        return [], _StripPhase((), [], ())
-    chosen = strip.candidates(scan_, removed)
-    notes = _strip_notes(scan_, chosen, mode)
-    dirs = tuple(sorted({os.path.dirname(scan_.paths[i]) for i in chosen.indices}))
-    txn.prepare(dirs)
-    try:
-        made, problems = strip.make_stripped(scan_, chosen.indices, mode, options.jobs,
-                                             temp_dir=str(txn.staging),
-                                             progress=_stage(progress, STRIP))
-    except StripToolMissing as exc:
-        return [], _StripPhase((), [Problem("", str(exc))], notes, dirs)
-    return list(made), _StripPhase((), problems, notes, dirs)
-
-
-def _strip_notes(scan_: Scan, chosen: strip.Candidates, mode: str) -> tuple[str, ...]:
-    linked = strip.strippable(scan_, chosen.linked_inside, mode)
-    return (strip.linked_inside_note(len(linked)),) if linked else ()
-
-
 def _metadata_saving(ledger: Ledger, scan_: Scan,
                      metadata: Sequence[condameta.Change]) -> Saving:
     """Records shrink as removed paths leave them, views and the history line are new."""
@@ -434,51 +384,3 @@ def _metadata_saving(ledger: Ledger, scan_: Scan,
         else:
             total += ledger.replace(index, change.size, change.allocated)
     return total
-
-
-def _strip_saving(ledger: Ledger, replaced: Sequence[strip.Replacement]) -> Saving:
-    total = Saving(files=len(replaced))
-    for item in replaced:
-        total += ledger.replace(item.index, item.size, item.allocated)
-    return total
-
-
-# The dedup phase: duplicates found among what survives the removals and the strip;
-# in a shrink, a temporary link to the kept inode is made beside each duplicate and
-# the transaction swaps it in.
-
-@dataclass(frozen=True)
-class _DedupPhase:
-    links: Sequence[dedup.Link]
-    problems: list[Problem]
-    temp_dirs: tuple[str, ...] = ()
-    notes: tuple[str, ...] = ()
-
-    def without(self, paths: set[str], scan_: Scan) -> _DedupPhase:
-        kept = [k for k in self.links if scan_.paths[k.index] not in paths]
-        return _DedupPhase(kept, self.problems, self.temp_dirs, self.notes)
-
-
-_NO_VIEWS = ("dedup linked nothing: without --conda-pack-views every package whose "
-             "record the shrink changes is packed by conda-pack \"uncached\", and it cannot "
-             "pack hard links between such files (README, \"Identical files become one "
-             "inode\")")
-
-
-def _find_links(scan_: Scan, removed: bytearray, replaced: Sequence[strip.Replacement],
-                options: Options) -> _DedupPhase:
-    if not options.conda_pack_views:
-        return _DedupPhase([], [], notes=(_NO_VIEWS,))
-    return _DedupPhase(*dedup.find(scan_, removed, {r.index for r in replaced}))
-
-
-def _make_links(scan_: Scan, removed: bytearray, made: Sequence[strip.Replacement],
-                txn: transaction.Transaction, strip_dirs: tuple[str, ...],
-                options: Options) -> _DedupPhase:
-    if not options.conda_pack_views:
-        return _DedupPhase([], [], notes=(_NO_VIEWS,))
-    found, problems = dedup.find(scan_, removed, {m.index for m in made})
-    dirs = dedup.directories(scan_, found)
-    txn.prepare(strip_dirs + dirs)
-    links, failed = dedup.make_links(scan_, found, str(txn.staging))
-    return _DedupPhase(links, problems + failed, dirs)
