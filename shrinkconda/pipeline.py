@@ -138,12 +138,12 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
         # What imports before the shrink is asked of the env's own python (subprocesses)
         # while this process scans, plans and strips: nothing changes until staging.
         if usage is None:
-            importable = background.submit(_importable, imports, options)
+            importable = background.submit(verify.importable, imports, options.verify)
         the_plan, problems = _plan(root, chosen, plugin_problems, options, progress, usage)
         extras = breakdown.Breakdown(options.extras, the_plan)  # reads what the shrink changes
         scan_ = the_plan.scan
         if usage is not None:  # the modules to check depend on what the plan prunes
-            importable = background.submit(_importable, imports, options,
+            importable = background.submit(verify.importable, imports, options.verify,
                                            used_by.modules_to_verify(the_plan, usage))
         removed = the_plan.removed()
         txn = transaction.Transaction(root)
@@ -166,11 +166,10 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
         if linked is not None and failed:
             linked = linked.without({step.path for step, _ in failed}, scan_)
         if options.verify:
-            for step in steps:
-                staged = txn.staging / step.staged
-                if step.path.endswith("/__pycache__") and step.staged and staged.is_dir():
-                    imports.reuse_bytecode(staged, root / os.path.dirname(step.path))
-        broken = _check(imports, modules, options, distributed)
+            verify.reuse_staged_bytecode(imports, txn.staging, steps)
+        broken = verify.broken(imports, modules, distributed,
+                               options.verify_commands + options.used_by,
+                               options.used_by_timeout) if options.verify else ()
         if broken:
             txn.rollback()
             report = _report(the_plan, bytearray(len(scan_)), problems, dry_run=False,
@@ -231,36 +230,6 @@ def _plan(root: Path, chosen: Sequence[strategies.Strategy], plugin_problems: li
     pruning = used_by.prune(the_scan, usage)  # after the built-ins: they keep their lines
     return plan(the_scan, chosen, options.keep, pruning.used, pruning.released,
                 last=pruning.strategy), problems
-
-
-def _importable(imports: verify.ImportCheck, options: Options,
-                modules: list[str] | None = None) -> tuple[list[str], tuple[str, ...]]:
-    """The modules that import before the shrink (default: every distribution's
-    top-level modules): the ones it must keep."""
-    if not options.verify:
-        return [], ()
-    if verify.python_of(imports.prefix) is None:
-        return [], ("the prefix has no bin/python: imports were not verified",)
-    if modules is None:
-        modules = verify.top_level_modules(imports.prefix)
-    failing = imports.failing(modules)
-    return [m for m in modules if m not in failing], ()
-
-
-def _check(imports: verify.ImportCheck, modules: list[str], options: Options,
-           distributed: set[str]) -> tuple[Broken, ...]:
-    if not options.verify:
-        return ()
-    # A distribution removed whole (dev-tools, --used-by) took its metadata along: its
-    # modules are meant to be gone. Every other module that imported before (stdlib ones
-    # included) must still import.
-    gone = distributed - set(verify.top_level_modules(imports.prefix))
-    failing = imports.failing([m for m in modules if m.partition(".")[0] not in gone],
-                              after=True)
-    commands = verify.failing_commands(imports.prefix, options.verify_commands + options.used_by,
-                                       max(verify.TIMEOUT, options.used_by_timeout))
-    return tuple([Broken(m, "import", e) for m, e in sorted(failing.items())]
-                 + [Broken(c, "command", e) for c, e in commands.items()])
 
 
 def _without_failed(scan_: Scan, removed: bytearray, made: list[strip.Replacement],

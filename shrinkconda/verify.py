@@ -11,6 +11,9 @@ import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from shrinkconda import transaction
+from shrinkconda.report import Broken
+
 # Runs inside the environment's own interpreter: one JSON line before and after each
 # import, so a crash (segfault, os._exit) still tells which module caused it.
 _IMPORTER = """\
@@ -183,3 +186,43 @@ def failing_commands(prefix: Path, commands: Sequence[str],
             tail = (run.stderr or run.stdout).strip().splitlines()[-1:] or [""]
             failures[command] = f"exit status {run.returncode}: {tail[0][:500]}"
     return failures
+
+
+def importable(imports: ImportCheck, wanted: bool = True, modules: list[str] | None = None
+               ) -> tuple[list[str], tuple[str, ...]]:
+    """The modules that import before the shrink (default: every distribution's
+    top-level modules): the ones it must keep; none unless ``wanted``. Also a note when
+    there is no interpreter to ask."""
+    if not wanted:
+        return [], ()
+    if python_of(imports.prefix) is None:
+        return [], ("the prefix has no bin/python: imports were not verified",)
+    if modules is None:
+        modules = top_level_modules(imports.prefix)
+    failing = imports.failing(modules)
+    return [m for m in modules if m not in failing], ()
+
+
+def reuse_staged_bytecode(imports: ImportCheck, staging: Path,
+                          steps: Iterable[transaction.Step]) -> None:
+    """Offer the staged ``__pycache__`` directories to the pass after the shrink."""
+    for step in steps:
+        staged = staging / step.staged
+        if step.path.endswith("/__pycache__") and step.staged and staged.is_dir():
+            imports.reuse_bytecode(staged, imports.prefix / os.path.dirname(step.path))
+
+
+def broken(imports: ImportCheck, modules: list[str], distributed: set[str],
+           commands: Sequence[str], timeout: float) -> tuple[Broken, ...]:
+    """What the shrink broke: ``modules`` (those that imported before) that no longer
+    import, and ``commands`` that no longer exit 0 within ``timeout`` (at least
+    :data:`TIMEOUT`). ``distributed`` are the top-level modules before the shrink."""
+    # A distribution removed whole (dev-tools, --used-by) took its metadata along: its
+    # modules are meant to be gone. Every other module that imported before (stdlib ones
+    # included) must still import.
+    gone = distributed - set(top_level_modules(imports.prefix))
+    failing = imports.failing([m for m in modules if m.partition(".")[0] not in gone],
+                              after=True)
+    failed = failing_commands(imports.prefix, commands, max(TIMEOUT, timeout))
+    return tuple([Broken(m, "import", e) for m, e in sorted(failing.items())]
+                 + [Broken(c, "command", e) for c, e in failed.items()])
