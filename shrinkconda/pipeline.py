@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import datetime
 import os
-import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 from shrinkconda import (
-    __version__,
     breakdown,
     condameta,
     dedup_phase,
+    outcome,
     profiles,
     strategies,
     strip,
@@ -25,9 +23,8 @@ from shrinkconda import (
     used_by,
     verify,
 )
-from shrinkconda.accounting import Ledger, Saving
 from shrinkconda.plan import Plan, plan
-from shrinkconda.report import Broken, Line, Report
+from shrinkconda.report import Report
 from shrinkconda.scan import Problem, Scan, check_prefix, scan
 from shrinkconda.strategies import locales
 
@@ -109,11 +106,12 @@ def audit(prefix: str | os.PathLike[str], options: Options = Options(),
         replaced = stripped.replaced if stripped else ()
         linked = dedup_phase.predict(the_plan.scan, removed, replaced,
                                      options.conda_pack_views) if dedups else None
-        payload = _payload(the_plan, removed, replaced, options, digest=lambda path: "0" * 64,
-                           linked=linked)
+        payload = outcome.payload(the_plan, removed, replaced, mode, options.conda_pack_views,
+                                  digest=lambda path: "0" * 64, linked=linked)
         metadata, dropped = condameta.predict(the_plan.scan, payload)
-        report = _report(the_plan, removed, problems, dry_run=True, stripped=stripped,
-                         notes=notes, metadata=metadata, removed_packages=dropped, linked=linked)
+        report = outcome.report(the_plan, removed, problems, dry_run=True, stripped=stripped,
+                                notes=notes, metadata=metadata, removed_packages=dropped,
+                                linked=linked)
         return extras.finish(report, removed, replaced, metadata, lambda: breakdown.predicted_after(
             the_plan, removed, replaced, options.strip_mode, payload, metadata, options.jobs))
 
@@ -154,15 +152,11 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
         temp_dirs = stripping.temp_dirs + (linked.temp_dirs if linked else ())
         modules, verify_notes = importable.result()
         notes += verify_notes
-        steps = [transaction.Step(scan_.paths[i], f"r{n}") for n, i in enumerate(the_plan.roots())]
-        steps += [transaction.Step(scan_.paths[m.index], f"s{n}", os.path.relpath(m.temp, root))
-                  for n, m in enumerate(made)]
-        steps += [transaction.Step(scan_.paths[k.index], f"d{n}", os.path.relpath(k.temp, root))
-                  for n, k in enumerate(linked.links if linked else ())]
+        steps = _steps(root, the_plan, made, linked)
         distributed = set(verify.top_level_modules(root)) if options.verify else set()
         failed = txn.stage(steps, temp_dirs)
         problems += transaction.problems_for(failed)
-        removed, made = _without_failed(scan_, removed, made, failed)
+        removed, made = outcome.without_failed(scan_, removed, made, failed)
         if linked is not None and failed:
             linked = linked.without({step.path for step, _ in failed}, scan_)
         if options.verify:
@@ -172,22 +166,24 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
                                options.used_by_timeout) if options.verify else ()
         if broken:
             txn.rollback()
-            report = _report(the_plan, bytearray(len(scan_)), problems, dry_run=False,
-                             stripped=stripping.with_replaced(()) if options.strips() else None,
-                             notes=notes, broken=broken, verified=True, rolled_back=True,
-                             linked=linked.undone() if linked else None)
+            report = outcome.report(
+                the_plan, bytearray(len(scan_)), problems, dry_run=False,
+                stripped=stripping.with_replaced(()) if options.strips() else None, notes=notes,
+                broken=broken, verified=True, rolled_back=True,
+                linked=linked.undone() if linked else None)
             return extras.finish(report, bytearray(len(scan_)), (), (), after=None)
         dropped: list[str] = []
-        txn.commit(_payload(the_plan, removed, made, options, digest=condameta.sha256, linked=linked),
+        txn.commit(outcome.payload(the_plan, removed, made, mode, options.conda_pack_views,
+                                   digest=condameta.sha256, linked=linked),
                    lambda payload: dropped.extend(condameta.apply(root, payload)))
         if options.verify and modules:
             notes += ((f"verified: the {len(modules)} top-level modules that imported "
                        "before the shrink still import"),)
         metadata = condameta.measure(scan_)
-        report = _report(the_plan, removed, problems, dry_run=False,
-                         stripped=stripping.with_replaced(made) if options.strips() else None,
-                         notes=notes, verified=options.verify, metadata=metadata,
-                         removed_packages=dropped, linked=linked)
+        report = outcome.report(
+            the_plan, removed, problems, dry_run=False,
+            stripped=stripping.with_replaced(made) if options.strips() else None, notes=notes,
+            verified=options.verify, metadata=metadata, removed_packages=dropped, linked=linked)
         return extras.finish(report, removed, made, metadata,
                              lambda: breakdown.measured_after(root))
 
@@ -232,124 +228,20 @@ def _plan(root: Path, chosen: Sequence[strategies.Strategy], plugin_problems: li
                 last=pruning.strategy), problems
 
 
-def _without_failed(scan_: Scan, removed: bytearray, made: list[strip.Replacement],
-                    failed: Sequence[tuple[transaction.Step, str]]
-                    ) -> tuple[bytearray, list[strip.Replacement]]:
-    """What really left: the plan minus the steps that could not be staged."""
-    if not failed:
-        return removed, made
-    failed_paths = {step.path for step, _ in failed}
-    removed = bytearray(removed)
-    for index, path in enumerate(scan_.paths):
-        if path in failed_paths:
-            removed[index:scan_.ends[index]] = bytes(scan_.ends[index] - index)
-            parent = scan_.parents[index]
-            while parent > 0 and removed[parent]:  # a directory emptied around it stays
-                removed[parent] = 0
-                parent = scan_.parents[parent]
-    return removed, [m for m in made if scan_.paths[m.index] not in failed_paths]
-
-
-def _payload(the_plan: Plan, removed: bytearray, made: Sequence[strip.Replacement],
-             options: Options, digest: Callable[[Path], str],
-             linked: dedup_phase.DedupPhase | None = None) -> dict[str, Any]:
-    """What the commit records in ``conda-meta``: small, roots only."""
-    scan_ = the_plan.scan
-    by_strategy: dict[str, list[str]] = {}
-    for selection in the_plan.selections:
-        roots = [scan_.paths[i] for i in selection.indices
-                 if removed[i] and not removed[scan_.parents[i]]]
-        by_strategy[selection.strategy] = sorted(roots)
-    payload: dict[str, Any] = {
-        "id": uuid.uuid4().hex,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "shrinkconda": __version__,
-        "removed": by_strategy,
-        "strip_mode": options.strip_mode if options.strips() else None,
-        "stripped": {scan_.paths[m.index]: [m.size, digest(scan_.prefix / scan_.paths[m.index])]
-                     for m in made},
-        "kept": [[k.path, k.reason] for k in the_plan.kept],
-        "views": options.conda_pack_views,
-    }
-    if linked is not None:
-        payload["deduplicated"] = {scan_.paths[k.index]: scan_.paths[k.target]
-                                   for k in linked.links}
-    return payload
-
-
-def _report(the_plan: Plan, removed: bytearray, problems: list[Problem], dry_run: bool,
-            stripped: strip_phase.StripPhase | None = None, notes: tuple[str, ...] = (),
-            broken: tuple[Broken, ...] = (), verified: bool | None = None,
-            rolled_back: bool = False, metadata: Sequence[condameta.Change] = (),
-            removed_packages: Sequence[str] = (), linked: dedup_phase.DedupPhase | None = None) -> Report:
-    ledger = Ledger(the_plan.scan)
-    lines: tuple[Line, ...] = ()
-    per_package: dict[str, int] = {}
-    for s in the_plan.selections:
-        if s.strategy == used_by.NAME:
-            saving, per_package = used_by.account(ledger, the_plan.scan,
-                                                  (i for i in s.indices if removed[i]))
-            lines += (Line(s.strategy, saving),)
-        else:
-            lines += (Line(s.strategy, ledger.remove(i for i in s.indices if removed[i])),)
-    if stripped is not None:
-        lines += (Line(STRIP, strip_phase.saving(ledger, stripped.replaced)),)
-        problems = problems + stripped.problems
-        notes += stripped.notes
-    if linked is not None:
-        lines += (Line(DEDUP, ledger.remove(k.index for k in linked.links)),)
-        problems = problems + linked.problems
-        notes += linked.notes
-    if metadata:
-        lines += (Line("conda-meta", _metadata_saving(ledger, the_plan.scan, metadata)),)
-    if removed_packages:
-        notes += ((f"removed the conda-meta records of {len(removed_packages)} packages "
-                   f"left with no files, as conda remove --force would: "
-                   f"{', '.join(removed_packages)}"),)
-    if rolled_back:
-        notes += (("rolled back: the shrink broke what worked before, so every change was "
-                   "undone and the prefix is as it was; spare what the broken code needs "
-                   "with --keep GLOB, or --skip the strategy that removed it"),)
-        if any(s.strategy == used_by.NAME for s in the_plan.selections):
-            notes += (("with --used-by, what broke needs files the traced commands did not "
-                       "use: add a --used-by command that takes that path, or --keep them"),)
-    return Report(
-        prefix=str(the_plan.scan.prefix),
-        dry_run=dry_run,
-        size_before=ledger.size_before,
-        size_after=ledger.size,
-        allocated_before=ledger.allocated_before,
-        allocated_after=ledger.allocated,
-        lines=lines,
-        errors=tuple(problems),
-        kept=the_plan.kept,
-        notes=notes,
-        verified=None if dry_run else verified,
-        rolled_back=rolled_back,
-        broken=broken,
-        removed_packages=tuple(removed_packages),
-        used_by=tuple(sorted(per_package.items())),
-    )
+def _steps(root: Path, the_plan: Plan, made: Sequence[strip.Replacement],
+           linked: dedup_phase.DedupPhase | None) -> list[transaction.Step]:
+    """What the transaction stages: the removals' roots, then the stripped copies and the
+    links that take their originals' places."""
+    paths = the_plan.scan.paths
+    steps = [transaction.Step(paths[i], f"r{n}") for n, i in enumerate(the_plan.roots())]
+    steps += [transaction.Step(paths[m.index], f"s{n}", os.path.relpath(m.temp, root))
+              for n, m in enumerate(made)]
+    steps += [transaction.Step(paths[k.index], f"d{n}", os.path.relpath(k.temp, root))
+              for n, k in enumerate(linked.links if linked else ())]
+    return steps
 
 
 def _stage(progress: StageProgress, stage: str) -> Callable[[int], None] | None:
     if progress is None:
         return None
     return lambda n: progress(stage, n)
-
-
-def _metadata_saving(ledger: Ledger, scan_: Scan,
-                     metadata: Sequence[condameta.Change]) -> Saving:
-    """Records shrink as removed paths leave them, views and the history line are new."""
-    top = scan_.find("conda-meta")
-    where = {} if top is None else {scan_.paths[i]: i for i in range(top, scan_.ends[top])}
-    total = Saving()
-    for change in metadata:
-        index = where.get(change.path)
-        if change.gone:
-            total += ledger.remove((index,)) if index is not None else Saving()
-        elif index is None:
-            total += ledger.add(change.size, change.allocated)
-        else:
-            total += ledger.replace(index, change.size, change.allocated)
-    return total

@@ -1,0 +1,139 @@
+"""What a shrink did (or an audit predicts), said twice: as the :class:`Report` with a line
+per strategy and phase, and as the small payload the commit records in ``conda-meta``."""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Callable
+
+from shrinkconda import __version__, condameta, dedup_phase, strip_phase, transaction, used_by
+from shrinkconda.accounting import Ledger, Saving
+from shrinkconda.dedup_phase import DedupPhase
+from shrinkconda.plan import Plan
+from shrinkconda.report import Broken, Line, Report
+from shrinkconda.scan import Problem, Scan
+from shrinkconda.strip import Replacement
+from shrinkconda.strip_phase import StripPhase
+
+
+def without_failed(scan_: Scan, removed: bytearray, made: list[Replacement],
+                   failed: Sequence[tuple[transaction.Step, str]]
+                   ) -> tuple[bytearray, list[Replacement]]:
+    """What really left: the plan minus the steps that could not be staged."""
+    if not failed:
+        return removed, made
+    failed_paths = {step.path for step, _ in failed}
+    removed = bytearray(removed)
+    for index, path in enumerate(scan_.paths):
+        if path in failed_paths:
+            removed[index:scan_.ends[index]] = bytes(scan_.ends[index] - index)
+            parent = scan_.parents[index]
+            while parent > 0 and removed[parent]:  # a directory emptied around it stays
+                removed[parent] = 0
+                parent = scan_.parents[parent]
+    return removed, [m for m in made if scan_.paths[m.index] not in failed_paths]
+
+
+def payload(the_plan: Plan, removed: bytearray, made: Sequence[Replacement],
+            strip_mode: str | None, views: bool, digest: Callable[[Path], str],
+            linked: DedupPhase | None = None) -> dict[str, Any]:
+    """What the commit records in ``conda-meta``: small, roots only. ``strip_mode`` is
+    ``None`` when the strip phase did not run."""
+    scan_ = the_plan.scan
+    by_strategy: dict[str, list[str]] = {}
+    for selection in the_plan.selections:
+        roots = [scan_.paths[i] for i in selection.indices
+                 if removed[i] and not removed[scan_.parents[i]]]
+        by_strategy[selection.strategy] = sorted(roots)
+    record: dict[str, Any] = {
+        "id": uuid.uuid4().hex,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "shrinkconda": __version__,
+        "removed": by_strategy,
+        "strip_mode": strip_mode,
+        "stripped": {scan_.paths[m.index]: [m.size, digest(scan_.prefix / scan_.paths[m.index])]
+                     for m in made},
+        "kept": [[k.path, k.reason] for k in the_plan.kept],
+        "views": views,
+    }
+    if linked is not None:
+        record["deduplicated"] = {scan_.paths[k.index]: scan_.paths[k.target]
+                                  for k in linked.links}
+    return record
+
+
+def report(the_plan: Plan, removed: bytearray, problems: list[Problem], dry_run: bool,
+           stripped: StripPhase | None = None, notes: tuple[str, ...] = (),
+           broken: tuple[Broken, ...] = (), verified: bool | None = None,
+           rolled_back: bool = False, metadata: Sequence[condameta.Change] = (),
+           removed_packages: Sequence[str] = (), linked: DedupPhase | None = None) -> Report:
+    """The report: each strategy's removals, then the strip and dedup phases and the
+    ``conda-meta`` changes, counted in one :class:`Ledger` so no inode counts twice."""
+    ledger = Ledger(the_plan.scan)
+    lines: tuple[Line, ...] = ()
+    per_package: dict[str, int] = {}
+    for s in the_plan.selections:
+        if s.strategy == used_by.NAME:
+            saving, per_package = used_by.account(ledger, the_plan.scan,
+                                                  (i for i in s.indices if removed[i]))
+            lines += (Line(s.strategy, saving),)
+        else:
+            lines += (Line(s.strategy, ledger.remove(i for i in s.indices if removed[i])),)
+    if stripped is not None:
+        lines += (Line(strip_phase.NAME, strip_phase.saving(ledger, stripped.replaced)),)
+        problems = problems + stripped.problems
+        notes += stripped.notes
+    if linked is not None:
+        lines += (Line(dedup_phase.NAME, ledger.remove(k.index for k in linked.links)),)
+        problems = problems + linked.problems
+        notes += linked.notes
+    if metadata:
+        lines += (Line("conda-meta", _metadata_saving(ledger, the_plan.scan, metadata)),)
+    if removed_packages:
+        notes += ((f"removed the conda-meta records of {len(removed_packages)} packages "
+                   f"left with no files, as conda remove --force would: "
+                   f"{', '.join(removed_packages)}"),)
+    if rolled_back:
+        notes += (("rolled back: the shrink broke what worked before, so every change was "
+                   "undone and the prefix is as it was; spare what the broken code needs "
+                   "with --keep GLOB, or --skip the strategy that removed it"),)
+        if any(s.strategy == used_by.NAME for s in the_plan.selections):
+            notes += (("with --used-by, what broke needs files the traced commands did not "
+                       "use: add a --used-by command that takes that path, or --keep them"),)
+    return Report(
+        prefix=str(the_plan.scan.prefix),
+        dry_run=dry_run,
+        size_before=ledger.size_before,
+        size_after=ledger.size,
+        allocated_before=ledger.allocated_before,
+        allocated_after=ledger.allocated,
+        lines=lines,
+        errors=tuple(problems),
+        kept=the_plan.kept,
+        notes=notes,
+        verified=None if dry_run else verified,
+        rolled_back=rolled_back,
+        broken=broken,
+        removed_packages=tuple(removed_packages),
+        used_by=tuple(sorted(per_package.items())),
+    )
+
+
+def _metadata_saving(ledger: Ledger, scan_: Scan,
+                     metadata: Sequence[condameta.Change]) -> Saving:
+    """Records shrink as removed paths leave them, views and the history line are new."""
+    top = scan_.find("conda-meta")
+    where = {} if top is None else {scan_.paths[i]: i for i in range(top, scan_.ends[top])}
+    total = Saving()
+    for change in metadata:
+        index = where.get(change.path)
+        if change.gone:
+            total += ledger.remove((index,)) if index is not None else Saving()
+        elif index is None:
+            total += ledger.add(change.size, change.allocated)
+        else:
+            total += ledger.replace(index, change.size, change.allocated)
+    return total
