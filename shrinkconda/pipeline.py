@@ -1,4 +1,5 @@
-"""The whole shrink, left to right: scan, plan, execute (as a transaction), report."""
+"""The whole shrink, left to right: scan, plan, execute (as a transaction), report; each
+phase in its own module (scan, plan, strip_phase, dedup_phase, transaction, verify, outcome)."""
 
 from __future__ import annotations
 
