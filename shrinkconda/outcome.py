@@ -13,7 +13,7 @@ from shrinkconda import __version__, condameta, dedup_phase, strip_phase, transa
 from shrinkconda.accounting import Ledger, Saving
 from shrinkconda.dedup_phase import DedupPhase
 from shrinkconda.plan import Plan
-from shrinkconda.report import Broken, Line, Report
+from shrinkconda.report import Broken, Line, Report, counted
 from shrinkconda.scan import Problem, Scan
 from shrinkconda.strip import Replacement
 from shrinkconda.strip_phase import StripPhase
@@ -93,7 +93,9 @@ def report(the_plan: Plan, removed: bytearray, problems: list[Problem], dry_run:
     if metadata:
         lines += (Line("conda-meta", _metadata_saving(ledger, the_plan.scan, metadata)),)
     if removed_packages:
-        notes += ((f"removed the conda-meta records of {len(removed_packages)} packages "
+        records = "record" if len(removed_packages) == 1 else "records"
+        notes += ((f"removed the conda-meta {records} of "
+                   f"{counted(len(removed_packages), 'package')} "
                    f"left with no files, as conda remove --force would: "
                    f"{', '.join(removed_packages)}"),)
     if rolled_back:

@@ -25,7 +25,7 @@ from shrinkconda import (
     verify,
 )
 from shrinkconda.plan import Plan, plan
-from shrinkconda.report import Report
+from shrinkconda.report import Report, counted
 from shrinkconda.scan import Problem, Scan, check_prefix, scan
 from shrinkconda.strategies import locales
 
@@ -178,8 +178,8 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
                                    digest=condameta.sha256, linked=linked),
                    lambda payload: dropped.extend(condameta.apply(root, payload)))
         if options.verify and modules:
-            notes += ((f"verified: the {len(modules)} top-level modules that imported "
-                       "before the shrink still import"),)
+            notes += ((f"verified: the {counted(len(modules), 'top-level module')} "
+                       "that imported before the shrink still import"),)
         metadata = condameta.measure(scan_)
         report = outcome.report(
             the_plan, removed, problems, dry_run=False,

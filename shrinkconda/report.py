@@ -204,6 +204,11 @@ def render_compressed(compressed: Compressed) -> list[str]:
             for r in rows]
 
 
+def counted(n: int, noun: str) -> str:
+    """``1 package``, ``2 packages``: ``n`` and the noun, plural unless ``n`` is one."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
 def human(n: int) -> str:
     """``1536`` -> ``1.5 KiB``; negative numbers keep their sign."""
     size = float(abs(n))
