@@ -7,17 +7,19 @@ shrinkconda supports Python >= 3.9 and the zipapp runs on a conda environment's 
 python, so the tests run it on a real 3.9. Debian 12 ships only 3.11; Debian 11's
 ``python3.9`` is a real CPython 3.9 build. This script changes nothing in the system:
 apt reads a bullseye source list of its own, keeps its lists and downloads in a temporary
-directory, and ``dpkg -x`` unpacks the packages into ``DIR`` without installing them (no
-dpkg database entry, no file outside ``DIR``). The Debian mirror is the one the
+directory, and ``dpkg-deb -x`` unpacks the packages into ``DIR`` without installing them
+(no dpkg database entry, no file outside ``DIR``). The Debian mirror is the one the
 system's own sources name, with the suite changed. Python finds its standard library
-from where its binary is, so the unpacked tree runs as it is; ``DIR/bin/python3.9``
-puts bullseye's libffi7, libssl1.1 and libmpdec3 (for ``ctypes``, ``ssl``, ``hashlib``,
-``decimal``) on the library path; the script checks that every extension module loads.
+from where its binary is, so the unpacked tree runs as it is, once the extension modules
+that need bullseye's libffi7, libssl1.1 or libmpdec3 (``ctypes``, ``ssl``, ``hashlib``,
+``decimal``) find them beside it: bullseye's ``patchelf``, unpacked in the temporary
+directory, sets their RUNPATH. The script then loads every extension module.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -25,11 +27,13 @@ import tempfile
 from pathlib import Path
 
 SUITE = "bullseye"
-#: The interpreter, its standard library, and the libraries of it that a bookworm system
-#: with python3 may lack (bookworm has no libffi7 nor libssl1.1, and its python3.11
-#: does without libmpdec3); the rest (libsqlite3-0, liblzma5, ...) python3 brings.
+#: The interpreter, its standard library with distutils (so that a venv made from it
+#: runs pip), and the libraries of it that a bookworm system with python3 lacks: bookworm
+#: has no libffi7 nor libssl1.1, and its python3.11 does without libmpdec3.
 PACKAGES = ("python3.9-minimal", "libpython3.9-minimal", "libpython3.9-stdlib",
-            "libffi7", "libssl1.1", "libmpdec3")
+            "python3-distutils", "python3-lib2to3", "libffi7", "libssl1.1", "libmpdec3")
+#: The libraries above, which stdlib extension modules find through their RUNPATH.
+BESIDE = ("libffi.so.7", "libssl.so.1.1", "libcrypto.so.1.1", "libmpdec.so.3")
 KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 #: Loads every extension module of the standard library, so that a missing shared
 #: library fails here and not in the middle of a test; prints the version.
@@ -38,13 +42,6 @@ import glob, importlib, os, sys
 for so in glob.glob(os.path.join(sys.base_prefix, "lib/python3.9/lib-dynload/*.so")):
     importlib.import_module(os.path.basename(so).split(".")[0])
 print("%d.%d.%d" % sys.version_info[:3])
-"""
-WRAPPER = """\
-#!/bin/sh
-# Debian {suite}'s python3.9, unpacked by scripts/install_python39.py; its libffi7,
-# libssl1.1 and libmpdec3 are beside it, not in the system.
-LD_LIBRARY_PATH="{libs}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}" \\
-    exec "{root}/usr/bin/python3.9" "$@"
 """
 
 
@@ -72,26 +69,43 @@ def install(root: Path) -> str:
         work = Path(tmp)
         signed = f"[signed-by={KEYRING}] " if KEYRING.exists() else ""
         (work / "sources.list").write_text(f"deb {signed}{debian_mirror()} {SUITE} main\n")
-        (work / "parts").mkdir()
-        (work / "debs").mkdir()
+        for sub in ("parts", "debs", "tools", "lists/partial", "cache/archives/partial"):
+            (work / sub).mkdir(parents=True)
         apt = ["apt-get", "-qq", "-o", f"Dir::Etc::SourceList={work / 'sources.list'}",
                "-o", f"Dir::Etc::SourceParts={work / 'parts'}",
                "-o", f"Dir::State::Lists={work / 'lists'}",
                "-o", f"Dir::Cache={work / 'cache'}", "-o", "APT::Sandbox::User=root"]
-        for sub in ("lists/partial", "cache/archives/partial"):
-            (work / sub).mkdir(parents=True)
         _run([*apt, "update"])
-        _run([*apt, "download", *PACKAGES], cwd=work / "debs")
+        # pkg/suite: the system's newer python3-distutils would otherwise be the candidate.
+        _run([*apt, "download", *(f"{p}/{SUITE}" for p in (*PACKAGES, "patchelf"))],
+             cwd=work / "debs")
         for deb in sorted((work / "debs").glob("*.deb")):
-            _run(["dpkg-deb", "-x", str(deb), str(root)])
+            target = work / "tools" if deb.name.startswith("patchelf_") else root
+            _run(["dpkg-deb", "-x", str(deb), str(target)])
+        link_beside(root, work / "tools" / "usr" / "bin" / "patchelf")
     python = root / "bin" / "python3.9"
     python.parent.mkdir(exist_ok=True)
-    libs = sorted({str(lib.parent) for lib in root.glob("usr/lib/*/libffi.so.7")})
-    if not libs:
-        raise InstallError(f"libffi7 did not unpack a libffi.so.7 under {root}/usr/lib")
-    python.write_text(WRAPPER.format(suite=SUITE, root=root, libs=":".join(libs)))
-    python.chmod(0o755)
+    if python.is_symlink() or python.exists():
+        python.unlink()
+    # A symlink, not a script: Python finds its prefix through it, and sys.executable
+    # (what a venv or a subprocess starts) is the interpreter itself.
+    python.symlink_to(root / "usr" / "bin" / "python3.9")
     return _run([str(python), "-c", CHECK]).strip()
+
+
+def link_beside(root: Path, patchelf: Path) -> None:
+    """Point the RUNPATH of each extension module that needs one of :data:`BESIDE` (and of
+    libssl, which needs libcrypto) at the directory the packages unpacked them to."""
+    found = {lib.name: lib.parent for name in BESIDE for lib in root.glob(f"usr/lib/*/{name}")}
+    if set(found) != set(BESIDE):
+        raise InstallError(f"the packages did not unpack {', '.join(set(BESIDE) - set(found))}")
+    libs = found["libffi.so.7"]
+    objects = [*sorted(root.glob("usr/lib/python3.9/lib-dynload/*.so")), libs / "libssl.so.1.1"]
+    for obj in objects:
+        needed = _run([str(patchelf), "--print-needed", str(obj)]).split()
+        if set(needed) & set(BESIDE):
+            rpath = "$ORIGIN/" + os.path.relpath(libs, obj.parent)
+            _run([str(patchelf), "--set-rpath", rpath, str(obj)])
 
 
 def debian_mirror() -> str:
