@@ -3,6 +3,7 @@ and profiles are found, checked and reported the same way."""
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -55,4 +56,14 @@ def load(group: str, builtin: Sequence[T], kind: type[T], plural: str, label: st
 def _entry_points(group: str) -> list[metadata.EntryPoint]:
     if sys.version_info >= (3, 10):
         return list(metadata.entry_points(group=group))
-    return list(metadata.entry_points().get(group, []))
+    # 3.9's entry_points() lists a distribution once per sys.path entry holding it (the
+    # env's site-packages and a PYTHONPATH copy, say), and one plugin would clash with
+    # itself; 3.10 keeps the first of each name, the one Python imports: so do we.
+    seen: set[str] = set()
+    found: list[metadata.EntryPoint] = []
+    for dist in metadata.distributions():
+        name = re.sub(r"[-_.]+", "_", dist.metadata["Name"] or "").lower()
+        if name not in seen:
+            seen.add(name)
+            found += [ep for ep in dist.entry_points if ep.group == group]
+    return found

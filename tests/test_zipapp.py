@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
+from test_plugins import PLUGIN_MODULE, _install_plugin
 from treeutil import snapshot
 
 import shrinkconda
@@ -273,6 +274,23 @@ def test_a_bad_config_on_python39_names_the_key_and_changes_nothing(
     errors = [line for line in done.stderr.splitlines() if line.startswith("Error")]
     assert len(errors) == 1 and message in errors[0] and str(config) in errors[0], done.stderr
     assert snapshot(prefix) == before
+
+
+def test_a_plugin_twice_on_the_path_loads_once_on_python39(python39: str, pyz39: Path,
+                                                          tmp_path: Path) -> None:
+    # Python 3.9's entry_points() yields a distribution once per sys.path entry that holds
+    # it; 3.10 and later keep the first, the copy Python imports.
+    site = _install_plugin(tmp_path, "shrinkconda_cssmaps",
+                           {"css-maps": "shrinkconda_cssmaps:STRATEGY"}, PLUGIN_MODULE,
+                           {"lean": "shrinkconda_cssmaps:PROFILE"})
+    again = shutil.copytree(site, tmp_path / "again")
+    env = {"PYTHONPATH": f"{site}:{again}"}
+    listed = run_pyz(python39, pyz39, "strategies", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert [ln.split()[0] for ln in listed.stdout.splitlines()] == [*BUILTIN, "css-maps"]
+    profiles = run_pyz(python39, pyz39, "profiles", env=env)
+    assert profiles.returncode == 0, profiles.stderr
+    assert profiles.stdout.count("lean: only CSS maps") == 1
 
 
 def test_a_config_file_works_from_the_zipapp(pyz: Path, prefix: Path, tmp_path: Path) -> None:
