@@ -276,6 +276,33 @@ def test_a_bad_config_on_python39_names_the_key_and_changes_nothing(
     assert snapshot(prefix) == before
 
 
+@pytest.mark.parametrize(("layout", "args"), [
+    ("opt_in_prefix", ("--profile", "aggressive", "--by", "package", "--conda-pack-views",
+                       "--keep-locale", "de", "--html", "{html}")),
+    ("app_prefix", ("--used-by", "appdemo-cli", "--no-strip")),
+], ids=["every-strategy", "used-by"])
+def test_an_audit_on_python39_prints_what_it_prints_on_311(
+        python39: str, pyz39: Path, layout: str, args: tuple[str, ...],
+        request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    # Every strategy, the per-package table, the HTML page, the conda-pack views and a
+    # traced app: what runs on 3.11 must give the same bytes on 3.9. Both interpreters
+    # are outside the prefix (-S keeps the test venv's packages off the host's path), as
+    # --used-by keeps what the running interpreter loaded from the prefix.
+    if "--used-by" in args and shutil.which("strace") is None:
+        missing("strace is not installed (apt-get install strace)")
+    prefix = request.getfixturevalue(layout)
+    outputs = []
+    for name, python, flags in (("3.9", python39, ()), ("3.11", sys.executable, ("-S",))):
+        html = tmp_path / f"{name}.html"
+        done = run_pyz(python, pyz39, "audit", "--json",
+                       *(a.replace("{html}", str(html)) for a in args), prefix,
+                       flags=(*flags, "-B"))
+        assert done.returncode == 0, done.stderr
+        outputs.append((done.stdout, done.stderr, html.read_bytes() if html.exists() else b""))
+    assert outputs[0] == outputs[1]
+    assert json.loads(outputs[0][0])["bytes_saved"] > 0
+
+
 def test_a_plugin_twice_on_the_path_loads_once_on_python39(python39: str, pyz39: Path,
                                                           tmp_path: Path) -> None:
     # Python 3.9's entry_points() yields a distribution once per sys.path entry that holds
