@@ -250,6 +250,12 @@ def test_a_config_file_on_python39_gives_what_the_options_give_on_311(
     assert from_options.returncode == 0, from_options.stderr
     assert from_file.stderr == from_options.stderr == ""
     assert from_file.stdout.splitlines() == from_options.stdout.splitlines()
+    # Python 3.9 has no tomllib: the 3.9 run read the file with the vendored tomli.
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from shrinkconda import config; "
+            "print(config.tomllib.__name__)")
+    reader = subprocess.run([python39, "-c", code, str(pyz39)], env=RUN_ENV, check=False,
+                            capture_output=True, text=True)
+    assert reader.stdout.strip() == "shrinkconda._vendor.tomli", reader.stderr
     report = json.loads(from_file.stdout)
     names = [s["name"] for s in report["strategies"]]
     assert "sources" in names and "headers" not in names and "type-stubs" not in names
@@ -301,6 +307,25 @@ def test_an_audit_on_python39_prints_what_it_prints_on_311(
         outputs.append((done.stdout, done.stderr, html.read_bytes() if html.exists() else b""))
     assert outputs[0] == outputs[1]
     assert json.loads(outputs[0][0])["bytes_saved"] > 0
+
+
+def test_an_offline_build_says_which_pythons_it_runs_on(python39: str,
+                                                        tmp_path: Path) -> None:
+    # --offline bundles the installed click: when that needs 3.10 (click 8.2 and later),
+    # a real 3.9 gets the zipapp's one-line refusal, not a traceback from inside click.
+    output = tmp_path / "offline.pyz"
+    built = build_pyz(output, "--offline")
+    assert built.returncode == 0, built.stderr
+    floor = re.search(r"runs on Python >= 3\.(\d+) \(([^)]*)\)", built.stderr)
+    assert floor is not None, built.stderr
+    done = run_pyz(python39, output, "--version")
+    if floor.group(1) == "9":
+        assert done.returncode == 0 and shrinkconda.__version__ in done.stdout, done.stderr
+    else:
+        assert done.returncode == 1 and done.stdout == ""
+        assert done.stderr.startswith(f"shrinkconda.pyz needs Python >= 3.{floor.group(1)} "
+                                      f"({floor.group(2)}); this is 3.9."), done.stderr
+        assert done.stderr.count("\n") == 1
 
 
 def test_a_plugin_twice_on_the_path_loads_once_on_python39(python39: str, pyz39: Path,
