@@ -22,6 +22,7 @@ from test_plugins import PLUGIN_MODULE, _install_plugin
 from treeutil import snapshot
 
 import shrinkconda
+from fixtures.builder import build_full_python_prefix
 from shrinkconda import strategies
 
 REPO = Path(__file__).resolve().parents[1]
@@ -282,16 +283,25 @@ def test_a_bad_config_on_python39_names_the_key_and_changes_nothing(
     assert snapshot(prefix) == before
 
 
+@pytest.fixture(scope="module")
+def full_python_prefix(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A prefix whose python has the whole stdlib with tkinter, and the tk package; only
+    audited here, which changes nothing."""
+    return build_full_python_prefix(tmp_path_factory.mktemp("full") / "prefix", ("demopkg",))
+
+
 @pytest.mark.parametrize(("layout", "args"), [
     ("opt_in_prefix", ("--profile", "aggressive", "--by", "package", "--conda-pack-views",
                        "--keep-locale", "de", "--html", "{html}")),
     ("app_prefix", ("--used-by", "appdemo-cli", "--no-strip")),
-], ids=["every-strategy", "used-by"])
+    ("full_python_prefix", ("--profile", "aggressive", "--by", "package")),
+], ids=["every-strategy", "used-by", "tcl-tk"])
 def test_an_audit_on_python39_prints_what_it_prints_on_311(
         python39: str, pyz39: Path, layout: str, args: tuple[str, ...],
         request: pytest.FixtureRequest, tmp_path: Path) -> None:
-    # Every strategy, the per-package table, the HTML page, the conda-pack views and a
-    # traced app: what runs on 3.11 must give the same bytes on 3.9. Both interpreters
+    # Every strategy, the per-package table, the HTML page, the conda-pack views, a
+    # traced app, and dev-tools reading ELF headers to take Tcl/Tk: what runs on 3.11
+    # must give the same bytes on 3.9. Both interpreters
     # are outside the prefix (-S keeps the test venv's packages off the host's path), as
     # --used-by keeps what the running interpreter loaded from the prefix.
     if "--used-by" in args and shutil.which("strace") is None:
@@ -306,7 +316,10 @@ def test_an_audit_on_python39_prints_what_it_prints_on_311(
         assert done.returncode == 0, done.stderr
         outputs.append((done.stdout, done.stderr, html.read_bytes() if html.exists() else b""))
     assert outputs[0] == outputs[1]
-    assert json.loads(outputs[0][0])["bytes_saved"] > 0
+    report = json.loads(outputs[0][0])
+    assert report["bytes_saved"] > 0
+    if layout == "full_python_prefix":
+        assert "tk" in report["removed_packages"]  # nothing else needs libtcl/libtk
 
 
 def test_an_offline_build_says_which_pythons_it_runs_on(python39: str,
