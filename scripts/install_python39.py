@@ -83,14 +83,16 @@ def install(root: Path) -> str:
             target = work / "tools" if deb.name.startswith("patchelf_") else root
             _run(["dpkg-deb", "-x", str(deb), str(target)])
         link_beside(root, work / "tools" / "usr" / "bin" / "patchelf")
+    version = _run([str(root / "usr" / "bin" / "python3.9"), "-c", CHECK]).strip()
+    # Last, so that a failed or interrupted run leaves no bin/python3.9 for .ci/run to
+    # take as installed. A symlink, not a script: Python finds its prefix through it,
+    # and sys.executable (what a venv or a subprocess starts) is the interpreter itself.
     python = root / "bin" / "python3.9"
     python.parent.mkdir(exist_ok=True)
     if python.is_symlink() or python.exists():
         python.unlink()
-    # A symlink, not a script: Python finds its prefix through it, and sys.executable
-    # (what a venv or a subprocess starts) is the interpreter itself.
     python.symlink_to(root / "usr" / "bin" / "python3.9")
-    return _run([str(python), "-c", CHECK]).strip()
+    return version
 
 
 def link_beside(root: Path, patchelf: Path) -> None:
