@@ -147,7 +147,7 @@ def test_a_failure_stops_the_build(pyz: Path, template_prefix: Path, tmp_path: P
     assert_plain(done)
 
 
-#: Where .ci/run unpacks Debian's CPython 3.9 (scripts/install_old_python.py).
+#: Where .ci/run unpacks Debian's CPython 3.9 (scripts/install_python39.py).
 PYTHON39 = Path("/opt/python3.9/bin/python3.9")
 #: Pythons older than the host's that the zipapp must run on: 3.9, the floor, which CI
 #: installs, and 3.10 where the machine has one (pyenv's): no package registry the
@@ -187,7 +187,7 @@ def old_python(request: pytest.FixtureRequest) -> str:
     found = old_interpreter(version)
     if found is None and version == "3.9":
         missing("no Python 3.9 interpreter on this machine "
-                f"(python3 scripts/install_old_python.py {PYTHON39.parents[1]})")
+                f"(python3 scripts/install_python39.py {PYTHON39.parents[1]})")
     if found is None:
         pytest.skip(f"no Python {version} interpreter on this machine (pyenv's would do)")
     return found
@@ -310,9 +310,9 @@ def test_an_audit_on_an_old_python_prints_what_it_prints_on_311(
         request: pytest.FixtureRequest, tmp_path: Path) -> None:
     # Every strategy, the per-package table, the HTML page, the conda-pack views, a
     # traced app, and dev-tools reading ELF headers to take Tcl/Tk: what runs on 3.11
-    # must give the same bytes on 3.9 and 3.10. Both interpreters
-    # are outside the prefix (-S keeps the test venv's packages off the host's path), as
-    # --used-by keeps what the running interpreter loaded from the prefix.
+    # must give the same bytes on 3.9 and 3.10. Both interpreters are outside the prefix
+    # (-S keeps the test venv's packages off the host's path), as --used-by keeps what
+    # the running interpreter loaded from the prefix.
     if "--used-by" in args and shutil.which("strace") is None:
         missing("strace is not installed (apt-get install strace)")
     prefix = request.getfixturevalue(layout)
@@ -353,8 +353,8 @@ def test_an_offline_build_says_which_pythons_it_runs_on(old_python: str,
         assert done.stderr.count("\n") == 1
 
 
-def test_a_plugin_twice_on_the_path_loads_once_on_an_old_python(old_python: str, pyz39: Path,
-                                                          tmp_path: Path) -> None:
+def test_a_plugin_twice_on_the_path_loads_once_on_an_old_python(
+        old_python: str, pyz39: Path, tmp_path: Path) -> None:
     # Python 3.9's entry_points() yields a distribution once per sys.path entry that holds
     # it; 3.10 and later keep the first, the copy Python imports.
     site = _install_plugin(tmp_path, "shrinkconda_cssmaps",
