@@ -8,9 +8,9 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
+from condatools import conda_pack
 from treeutil import du_allocated, du_bytes, file_digests, prefix_python, run_cli
 
 from fixtures.install import copy_tree
@@ -173,9 +173,7 @@ def test_conda_pack_packs_the_links(prefix: Path, tmp_path: Path) -> None:
     _plant(prefix)
     shrink(prefix, Options(only=("pkgs-cache", "dedup"), strip_mode=None, conda_pack_views=True))
     archive = tmp_path / "env.tar.gz"
-    packed = subprocess.run([sys.executable, "-c", "from conda_pack.cli import main; main()",
-                             "-p", str(prefix), "-o", str(archive), "--quiet"],
-                            capture_output=True, text=True, check=False)
+    packed = conda_pack(prefix, archive)
     assert packed.returncode == 0, packed.stderr
     listed = subprocess.run(["tar", "-tvzf", str(archive)], capture_output=True, text=True,
                             check=False)

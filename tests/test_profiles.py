@@ -5,12 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
+from condatools import conda_pack
 from treeutil import du_bytes, file_digests, prefix_python, run_cli
 
 from shrinkconda import Options, audit, profiles, shrink, strategies
@@ -103,9 +102,7 @@ def test_aggressive_keeps_every_guarantee(opt_in_prefix: Path, tmp_path: Path,
     assert prefix_python(opt_in_prefix, WORKS).returncode == 0
     # conda-pack packs it, and the unpacked copy works.
     archive = tmp_path / "env.tar.gz"
-    packed = subprocess.run([sys.executable, "-c", "from conda_pack.cli import main; main()",
-                             "-p", str(opt_in_prefix), "-o", str(archive), "--quiet"],
-                            capture_output=True, text=True, check=False)
+    packed = conda_pack(opt_in_prefix, archive)
     assert packed.returncode == 0, packed.stderr
     unpacked = tmp_path / "unpacked"
     unpacked.mkdir()

@@ -8,11 +8,10 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
+from condatools import conda_pack
 from treeutil import contents, prefix_python, run_cli
 
 from fixtures.install import copy_tree
@@ -103,9 +102,7 @@ def test_committed_shrink_keeps_conda_meta_true(prefix: Path) -> None:
 def test_conda_pack_accepts_the_shrunk_prefix(prefix: Path, tmp_path: Path) -> None:
     shrink(prefix, Options())
     archive = tmp_path / "env.tar.gz"
-    packed = subprocess.run([sys.executable, "-c", "from conda_pack.cli import main; main()",
-                             "-p", str(prefix), "-o", str(archive), "--quiet"],
-                            check=False, capture_output=True, text=True)
+    packed = conda_pack(prefix, archive)
     assert packed.returncode == 0, packed.stderr
     unpacked = tmp_path / "unpacked"
     unpacked.mkdir()

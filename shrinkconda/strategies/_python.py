@@ -47,6 +47,15 @@ def runtime_files(scan: Scan, top: int) -> Iterator[int]:
             yield index
 
 
+def read(scan: Scan, index: int) -> bytes | None:
+    """The bytes of the scanned file ``index``; ``None`` if it cannot be read."""
+    try:
+        with open(scan.prefix / scan.paths[index], "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
 def first_match(scan: Scan, top: int, word: bytes,
                 found: Callable[[ast.AST], bool]) -> int | None:
     """The first runtime file of package ``top`` whose code has a node ``found`` accepts.
@@ -54,12 +63,8 @@ def first_match(scan: Scan, top: int, word: bytes,
     ``word`` is a cheap filter: files without it are never parsed.
     """
     for index in runtime_files(scan, top):
-        try:
-            with open(scan.prefix / scan.paths[index], "rb") as f:
-                source = f.read()
-        except OSError:
-            continue
-        if word not in source:
+        source = read(scan, index)
+        if source is None or word not in source:
             continue
         if first_match_in(source, found):
             return index

@@ -129,7 +129,7 @@ def _importers(scan: Scan, pylib: int, entries: Mapping[str, Sequence[int]]) -> 
     for index in range(pylib, scan.ends[pylib]):
         if scan.kinds[index] != FILE or not scan.paths[index].endswith(".py"):
             continue
-        source = _read(scan, index)
+        source = _python.read(scan, index)
         if source is None or not any(word in source for word in _WORDS):
             continue
         own = owner.get(index, "")
@@ -143,7 +143,7 @@ def _importers(scan: Scan, pylib: int, entries: Mapping[str, Sequence[int]]) -> 
         for index, named in pending.pop(queue.pop(), []):
             if all(_OF_MODULE[m] in needed for m in named):
                 continue
-            source = _read(scan, index) or b""
+            source = _python.read(scan, index) or b""
             for module in sorted(named):
                 name = _OF_MODULE[module]
                 if name not in needed and _python.matches_at_import(source, _IMPORTS[module]):
@@ -154,14 +154,6 @@ def _importers(scan: Scan, pylib: int, entries: Mapping[str, Sequence[int]]) -> 
 
 _OF_MODULE = {m: c.name for c in STDLIB for m in c.modules}
 _IMPORTS = {m: _python.imports(m) for m in _OF_MODULE}
-
-
-def _read(scan: Scan, index: int) -> bytes | None:
-    try:
-        with open(scan.prefix / scan.paths[index], "rb") as f:
-            return f.read()
-    except OSError:
-        return None
 
 
 def _scripts(scan: Scan, name: str) -> list[int]:

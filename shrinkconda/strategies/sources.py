@@ -62,10 +62,8 @@ def _needed_at_run_time(scan: Scan, top: int, found: list[int]) -> dict[int, str
     needed: dict[int, str] = {}
     pyximport = _python.imports("pyximport")
     for runtime in _python.runtime_files(scan, top):
-        try:
-            with open(scan.prefix / scan.paths[runtime], "rb") as f:
-                source = f.read()
-        except OSError:
+        source = _python.read(scan, runtime)
+        if source is None:
             continue
         if b"pyximport" in source and _python.first_match_in(source, pyximport):
             why = f"compiled at run time: {scan.paths[runtime]} imports pyximport"
