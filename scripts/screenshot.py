@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from fixtures import chromium
 from fixtures.builder import build_channel, build_fixture_prefix
 from shrinkconda import pipeline
-from shrinkconda.breakdown import Wanted
+from shrinkconda.render.breakdown import Wanted
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,10 +9,11 @@ from typing import Any, Callable, TypeVar
 
 import click
 
-from shrinkconda import __version__, breakdown, config, pipeline, profiles, strategies, trace
+from shrinkconda import __version__, config, pipeline, profiles, strategies, trace
 from shrinkconda.errors import ShrinkError, UnknownProfileError, UnknownStrategyError
-from shrinkconda.report import Report, render, to_json
-from shrinkconda.strip import MODES as STRIP_MODES
+from shrinkconda.phases.strip import MODES as STRIP_MODES
+from shrinkconda.render import breakdown
+from shrinkconda.render.report import Report, render, to_json
 
 F = TypeVar("F", bound=Callable[..., Any])
 

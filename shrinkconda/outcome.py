@@ -9,14 +9,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Callable
 
-from shrinkconda import __version__, condameta, dedup_phase, strip_phase, transaction, used_by
+from shrinkconda import __version__, condameta, transaction, used_by
 from shrinkconda.accounting import Ledger, Saving
-from shrinkconda.dedup_phase import DedupPhase
+from shrinkconda.phases import dedup_phase, strip_phase
+from shrinkconda.phases.dedup_phase import DedupPhase
+from shrinkconda.phases.strip import Replacement
+from shrinkconda.phases.strip_phase import StripPhase
 from shrinkconda.plan import Plan
-from shrinkconda.report import Broken, Line, Report, counted
+from shrinkconda.render.report import Broken, Line, Report, counted
 from shrinkconda.scan import Problem, Scan
-from shrinkconda.strip import Replacement
-from shrinkconda.strip_phase import StripPhase
 
 
 def without_failed(scan_: Scan, removed: bytearray, made: list[Replacement],

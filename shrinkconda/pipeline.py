@@ -11,21 +11,19 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from shrinkconda import (
-    breakdown,
     condameta,
-    dedup_phase,
     outcome,
     profiles,
     strategies,
-    strip,
-    strip_phase,
     trace,
     transaction,
     used_by,
     verify,
 )
+from shrinkconda.phases import dedup_phase, strip, strip_phase
 from shrinkconda.plan import Plan, plan
-from shrinkconda.report import Report, counted
+from shrinkconda.render import breakdown
+from shrinkconda.render.report import Report, counted
 from shrinkconda.scan import Problem, Scan, check_prefix, scan
 from shrinkconda.strategies import locales
 

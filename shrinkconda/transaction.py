@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from shrinkconda.errors import ShrinkError
+from shrinkconda.phases.strip import TEMP_SUFFIX
 from shrinkconda.scan import STATE_DIR, Problem
-from shrinkconda.strip import TEMP_SUFFIX
 
 _CRASH_ENV = "SHRINKCONDA_TEST_CRASH_AFTER"
 """Test hook: SIGKILL this process after that many durable steps (see tests)."""
@@ -85,7 +85,7 @@ class Transaction:
 
     def prepare(self, temp_dirs: Sequence[str]) -> None:
         """Record where stripped copies are about to be written, so a crash can clean
-        them up (they are named ``.*`` + :data:`~shrinkconda.strip.TEMP_SUFFIX`)."""
+        them up (they are named ``.*`` + :data:`~shrinkconda.phases.strip.TEMP_SUFFIX`)."""
         self.staging.mkdir(parents=True, exist_ok=True)
         self._write({"state": "preparing", "temp_dirs": list(temp_dirs), "steps": []})
 

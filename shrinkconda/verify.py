@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from shrinkconda import transaction
-from shrinkconda.report import Broken
+from shrinkconda.render.report import Broken
 
 # Runs inside the environment's own interpreter: one JSON line before and after each
 # import, so a crash (segfault, os._exit) still tells which module caused it.

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from treeutil import run_cli
 
-from shrinkconda import compressed
+from shrinkconda.render import compressed
 from shrinkconda.scan import scan
 
 TOLERANCE = 0.02

@@ -19,7 +19,7 @@ from fixtures.content import later_recipes
 from shrinkconda import cacheview
 from shrinkconda.condameta import HISTORY
 from shrinkconda.pipeline import Options, audit, shrink
-from shrinkconda.report import render
+from shrinkconda.render.report import render
 from tests.condatools import (
     SITE,
     archive_members,

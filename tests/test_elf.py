@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from shrinkconda import elf
+from shrinkconda.phases import elf
 
 needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
 needs_strip = pytest.mark.skipif(shutil.which("strip") is None, reason="needs GNU strip")

@@ -11,8 +11,8 @@ from treeutil import run_cli, snapshot
 
 from fixtures import chromium
 from shrinkconda import pipeline
-from shrinkconda.breakdown import Wanted
 from shrinkconda.errors import ReportFileError
+from shrinkconda.render.breakdown import Wanted
 
 needs_chromium = pytest.mark.skipif(chromium.find() is None,
                                     reason="needs chromium (apt-get install chromium)")

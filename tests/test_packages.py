@@ -8,9 +8,10 @@ from pathlib import Path
 
 from treeutil import du_bytes, run_cli
 
-from shrinkconda import packages, pipeline
-from shrinkconda.breakdown import Wanted
-from shrinkconda.report import Report, render
+from shrinkconda import pipeline
+from shrinkconda.render import packages
+from shrinkconda.render.breakdown import Wanted
+from shrinkconda.render.report import Report, render
 from shrinkconda.scan import scan
 
 BY_PACKAGE = pipeline.Options(extras=Wanted(by_package=True))

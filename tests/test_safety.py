@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from treeutil import du_bytes, prefix_python, run_cli
 
-from shrinkconda import elf
+from shrinkconda.phases import elf
 
 SITE = "lib/python3.11/site-packages"
 

@@ -16,11 +16,12 @@ from test_elf import LIB_C, PATCHELF, TOLERANCE, gcc, patchelf_twice
 from treeutil import prefix_python
 
 from fixtures.content import EXT_SUFFIX, SITE
-from shrinkconda import elf, pipeline, strip
+from shrinkconda import pipeline
 from shrinkconda.cli import main
 from shrinkconda.errors import ShrinkError
+from shrinkconda.phases import elf, strip
 from shrinkconda.pipeline import Options
-from shrinkconda.report import Report
+from shrinkconda.render.report import Report
 from shrinkconda.scan import Problem, Scan, scan
 
 pytestmark = pytest.mark.skipif(

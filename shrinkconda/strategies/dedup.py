@@ -1,7 +1,7 @@
 """The ``dedup`` strategy: identical files become hard links of one inode.
 
 It removes no path, so it selects nothing here: the pipeline's dedup phase
-(:mod:`shrinkconda.dedup`) does the work after the removals and the strip phase.
+(:mod:`shrinkconda.phases.dedup`) does the work after the removals and the strip phase.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from shrinkconda import elf
 from shrinkconda.errors import ElfError
+from shrinkconda.phases import elf
 from shrinkconda.scan import DIR, FILE, MAGIC_ELF, Scan
 from shrinkconda.strategies import _python
 from shrinkconda.strategies.base import Choice, Keep, Strategy

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from shrinkconda.accounting import Ledger, Saving
 from shrinkconda.cacheview import VIEWS
 from shrinkconda.condameta import Change
+from shrinkconda.phases.strip import Replacement
 from shrinkconda.plan import Plan
 from shrinkconda.scan import DIR, FILE, Scan
-from shrinkconda.strip import Replacement
 
 UNOWNED = "(unowned)"
 """The row of files no ``conda-meta`` record and no ``RECORD`` claims."""

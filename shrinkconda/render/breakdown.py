@@ -10,12 +10,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from shrinkconda import cacheview, compressed, condameta, html, packages
+from shrinkconda import cacheview, condameta
 from shrinkconda.errors import ReportFileError
+from shrinkconda.phases.strip import Replacement
 from shrinkconda.plan import Plan
-from shrinkconda.report import Report
+from shrinkconda.render import compressed, html, packages
+from shrinkconda.render.report import Report
 from shrinkconda.scan import Problem, scan
-from shrinkconda.strip import Replacement
 
 
 @dataclass(frozen=True)

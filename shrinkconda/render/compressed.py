@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Optional, Union
 
-from shrinkconda import strip
 from shrinkconda.errors import StripToolMissing
+from shrinkconda.phases import strip
 from shrinkconda.scan import DIR, FILE, SYMLINK, Scan
 
 ZSTD_MISSING = ("zstd sizes need the zstandard package, not installed: "

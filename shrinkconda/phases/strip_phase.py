@@ -7,9 +7,10 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from shrinkconda import strip, transaction
+from shrinkconda import transaction
 from shrinkconda.accounting import Ledger, Saving
 from shrinkconda.errors import StripToolMissing
+from shrinkconda.phases import strip
 from shrinkconda.scan import Problem, Progress, Scan
 
 NAME = "strip"

@@ -6,9 +6,9 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from shrinkconda.accounting import Saving
-from shrinkconda.compressed import Compressed
-from shrinkconda.packages import Package
 from shrinkconda.plan import Kept
+from shrinkconda.render.compressed import Compressed
+from shrinkconda.render.packages import Package
 from shrinkconda.scan import Problem
 
 

@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
-from shrinkconda import elf
 from shrinkconda.errors import ElfError, ShrinkError, StripToolMissing
+from shrinkconda.phases import elf
 from shrinkconda.scan import FILE, MAGIC_ELF, Problem, Progress, Scan
 
 #: The ``strip`` option for each mode.

@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from shrinkconda import dedup, transaction
+from shrinkconda import transaction
+from shrinkconda.phases import dedup
+from shrinkconda.phases.strip import Replacement
 from shrinkconda.scan import Problem, Scan
-from shrinkconda.strip import Replacement
 
 NAME = dedup.NAME
 """The phase's name: a strategy for ``--only``/``--skip`` and profiles."""

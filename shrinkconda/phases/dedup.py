@@ -23,8 +23,8 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from shrinkconda import condameta
+from shrinkconda.phases.strip import TEMP_SUFFIX
 from shrinkconda.scan import FILE, Problem, Scan
-from shrinkconda.strip import TEMP_SUFFIX
 
 NAME = "dedup"
 #: Never linked: records conda rewrites, caches and nested environments.
@@ -152,7 +152,7 @@ def make_links(scan: Scan, links: Iterable[Link], temp_dir: str | None = None
     prefix's filesystem: the transaction's staging directory) or beside the duplicate.
 
     They are named like stripped copies (``.<name>.<random>`` plus
-    :data:`~shrinkconda.strip.TEMP_SUFFIX`), so a killed run's leftovers are cleaned up
+    :data:`~shrinkconda.phases.strip.TEMP_SUFFIX`), so a killed run's leftovers are cleaned up
     the same way.
     """
     made: list[Link] = []

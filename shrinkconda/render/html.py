@@ -10,8 +10,8 @@ import json
 import posixpath
 from typing import Any, Union
 
-from shrinkconda.packages import Attribution, Tally
-from shrinkconda.report import Report, human
+from shrinkconda.render.packages import Attribution, Tally
+from shrinkconda.render.report import Report, human
 from shrinkconda.scan import DIR, Scan
 
 STAYS = "stays"
