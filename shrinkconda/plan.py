@@ -8,6 +8,7 @@ from array import array
 from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 
+from shrinkconda import links
 from shrinkconda.scan import DIR, Scan
 from shrinkconda.strategies import Keep, Strategy
 
@@ -104,7 +105,56 @@ def plan(scan: Scan, strategies: Sequence[Strategy], keep: Iterable[str] = (),
                 _claim_subtree(scan, choice, base, claimed, indices)
         selections.append(Selection(last.name, indices))
         kept = [k for k in kept if not _claimed_path(scan, claimed, k.path)]
+    selections = _without_dangling(scan, selections, protected, kept)
     return Plan(scan, tuple(selections), tuple(kept))
+
+
+def _without_dangling(scan: Scan, selections: list[Selection], protected: bytearray,
+                      kept: list[Kept]) -> list[Selection]:
+    """No symlink that resolves now may dangle after the shrink: a link whose way to its
+    target a selection removes goes in that selection (its line), and a link that must
+    stay (``--keep``, used, spared) keeps its target, and the way to it, instead."""
+    resolver = links.Resolver(scan)
+    ways = {}
+    for link in links.symlinks(scan):
+        way = resolver.through(link)
+        if way:
+            ways[link] = way
+    by = bytearray(len(scan))  # 1 + the number of the selection that removes the entry
+    for number, selection in enumerate(selections):
+        for index in selection.indices:
+            by[index] = number + 1
+    added: list[list[int]] = [[] for _ in selections]
+    for _ in range(len(ways) + 1):  # each pass settles at least one link
+        changed = False
+        for link, way in ways.items():
+            cause = next((i for i in way if by[i]), None)
+            if by[link] or cause is None:
+                continue
+            changed = True
+            if protected[link] in (1, _METADATA):
+                _unclaim(scan, by, way)
+                kept.append(Kept(scan.paths[way[-1]],
+                                 f"the target of {scan.paths[link]}, which stays"))
+            else:
+                by[link] = by[cause]
+                added[by[cause] - 1].append(link)
+        if not changed:
+            break
+    return [Selection(s.strategy, array("i", [i for i in [*s.indices, *added[n]]
+                                              if by[i] == n + 1]))
+            for n, s in enumerate(selections)]
+
+
+def _unclaim(scan: Scan, by: bytearray, way: Sequence[int]) -> None:
+    """Keep each entry on the way (and the directories above it) and the target's
+    subtree."""
+    target = way[-1]
+    by[target:scan.ends[target]] = bytes(scan.ends[target] - target)
+    for index in way:
+        while index >= 0:
+            by[index] = 0
+            index = scan.parents[index]
 
 
 def _claimed_path(scan: Scan, claimed: bytearray, path: str) -> bool:
