@@ -74,28 +74,84 @@ def apply(prefix: Path, payload: dict[str, Any]) -> list[str]:
 
 def updated_records(prefix: Path, payload: dict[str, Any]) -> Iterator[RecordChange]:
     """What the commit does to each record it changes, one record at a time (a large
-    env's records add up to hundreds of megabytes); nothing is written."""
+    env's records add up to hundreds of megabytes); nothing is written.
+
+    A package left with no files loses its record, unless a package whose record stays
+    depends on it (directly or through other such packages): then its record stays,
+    listing no files, so that every kept record's ``depends`` is still satisfied by
+    the very record that satisfied it before (``conda doctor``'s consistency check,
+    and the solvers of conda, mamba and pixi, read them).
+    """
     roots = {root for paths in payload["removed"].values() for root in paths}
     stripped: dict[str, list[Any]] = payload["stripped"]
     views = bool(payload.get("views"))
+    depends: dict[str, list[str]] = {}
+    emptied: list[tuple[Path, str]] = []
     for record in sorted((prefix / "conda-meta").glob("*.json")):
-        try:
-            doc = json.loads(record.read_bytes())
-        except (OSError, ValueError):
+        doc = _read(record)
+        if doc is None:
             continue  # reported by the scan; not ours to repair
-        if not isinstance(doc, dict):
-            continue
         change = _change(prefix, record, doc, roots, stripped, views)
+        if change is not None and change.drop:
+            emptied.append((record, change.name))
+        else:
+            depends[_name(doc, record)] = _depends(doc)
+            if change is not None:
+                yield change
+    needed = _needed(depends, {name for _, name in emptied}, {
+        name: _depends(_read(record) or {}) for record, name in emptied})
+    for record, name in emptied:
+        doc = _read(record) if name in needed else None
+        if doc is None:
+            yield RecordChange(record, name, drop=True)
+            continue
+        change = _change(prefix, record, doc, roots, stripped, views, keep_empty=True)
         if change is not None:
             yield change
 
 
+def _read(record: Path) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(record.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _name(doc: dict[str, Any], record: Path) -> str:
+    name = doc.get("name")
+    return name if isinstance(name, str) else record.stem
+
+
+def _depends(doc: dict[str, Any]) -> list[str]:
+    """The package names a record depends on (a match spec's first word)."""
+    specs = doc.get("depends")
+    if not isinstance(specs, list):
+        return []
+    return [spec.split()[0].split("[")[0] for spec in specs if isinstance(spec, str) and spec]
+
+
+def _needed(kept: dict[str, list[str]], emptied: set[str],
+            emptied_depends: dict[str, list[str]]) -> set[str]:
+    """The emptied packages that kept records depend on, directly or through others."""
+    needed: set[str] = set()
+    queue = [name for names in kept.values() for name in names]
+    while queue:
+        name = queue.pop()
+        if name in emptied and name not in needed and name not in kept:
+            needed.add(name)
+            queue.extend(emptied_depends.get(name, ()))
+    return needed
+
+
 def _change(prefix: Path, record: Path, doc: dict[str, Any], roots: set[str],
-            stripped: dict[str, list[Any]], views: bool) -> RecordChange | None:
-    name = doc.get("name") if isinstance(doc.get("name"), str) else record.stem
+            stripped: dict[str, list[Any]], views: bool,
+            keep_empty: bool = False) -> RecordChange | None:
+    name = _name(doc, record)
     had_files = bool(doc.get("files"))
     changed = _update(doc, roots, stripped)
-    if had_files and not doc.get("files") and not (doc.get("paths_data") or {}).get("paths"):
+    if had_files and not doc.get("files") and not (doc.get("paths_data") or {}).get("paths") \
+            and not keep_empty:
         return RecordChange(record, str(name), drop=True)
     link = doc.get("link")
     source = link.get("source") if isinstance(link, dict) else None

@@ -12,6 +12,7 @@ from typing import Callable, Optional
 
 from shrinkconda import (
     condameta,
+    distmeta,
     outcome,
     profiles,
     strategies,
@@ -136,6 +137,8 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
         # while this process scans, plans and strips: nothing changes until staging.
         if usage is None:
             importable = background.submit(verify.importable, imports, options.verify)
+        readable = background.submit(distmeta.unreadable, root, verify.python_of(root)
+                                     if options.verify else None)
         the_plan, problems = _plan(root, chosen, plugin_problems, options, progress, usage)
         extras = breakdown.Breakdown(options.extras, the_plan)  # reads what the shrink changes
         scan_ = the_plan.scan
@@ -150,6 +153,7 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
                                   options.conda_pack_views) if dedups else None
         temp_dirs = stripping.temp_dirs + (linked.temp_dirs if linked else ())
         modules, verify_notes = importable.result()
+        unreadable = readable.result()  # before staging changes anything
         notes += verify_notes
         steps = _steps(root, the_plan, made, linked)
         distributed = set(verify.top_level_modules(root)) if options.verify else set()
@@ -163,6 +167,8 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
         broken = verify.broken(imports, modules, distributed,
                                options.verify_commands + options.used_by,
                                options.used_by_timeout) if options.verify else ()
+        if options.verify:
+            broken += distmeta.broken(root, verify.python_of(root), unreadable)
         if broken:
             txn.rollback()
             report = outcome.report(

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from shrinkconda import trace, verify
+from shrinkconda import distmeta, trace, verify
 from shrinkconda.accounting import Ledger, Saving
 from shrinkconda.plan import Plan
 from shrinkconda.scan import DIR, Scan
@@ -145,13 +146,17 @@ def modules_to_verify(the_plan: Plan, usage: Usage) -> list[str]:
 
 def trace_workloads(prefix: Path, commands: Sequence[str], timeout: float,
                     output: trace.Output) -> Usage | None:
-    """Trace the commands, plus what the prefix's python needs to start and to verify
-    the shrink, plus this process' own modules if it runs on that python."""
+    """Trace the commands, plus what the prefix's python needs to start, to verify the
+    shrink and to read distributions' metadata, plus this process' own modules if it
+    runs on that python."""
     if not commands:
         return None
     python = verify.python_of(prefix)
-    extra = [[str(python), "-c", "pass"], [str(python), *verify.IMPORTER_ARGS]] if python else []
-    usage = trace.trace(prefix, commands, timeout, output, extra)
+    with tempfile.TemporaryDirectory(prefix="shrinkconda-probe-") as workdir:
+        # What reads the metadata of the distributions that stay stays too.
+        extra = [[str(python), "-c", "pass"], [str(python), *verify.IMPORTER_ARGS],
+                 distmeta.probe(python, Path(workdir))] if python else []
+        usage = trace.trace(prefix, commands, timeout, output, extra)
     own = trace.resolve(prefix, [*trace.loaded_modules_in(prefix), sys.executable])
     return Usage(usage.paths | own, usage.modules)
 
