@@ -54,9 +54,13 @@ def _has(python: Path, module: str) -> bool:
 
 
 def _plugin_here(python: Path) -> bool:
-    """shrinkconda is installed into that venv from this checkout."""
-    found = subprocess.run([str(python), "-c", "import shrinkconda; print(shrinkconda.__file__)"],
-                           capture_output=True, text=True, check=False)
+    """shrinkconda is installed into that venv from this checkout, with its plugin's
+    entry point (``-I``: not merely importable from the current directory)."""
+    code = ("import shrinkconda, importlib.metadata as m; "
+            "assert m.entry_points(group='conda', name='shrinkconda'); "
+            "print(shrinkconda.__file__)")
+    found = subprocess.run([str(python), "-I", "-c", code], capture_output=True, text=True,
+                           check=False)
     return found.returncode == 0 and Path(found.stdout.strip()).parent.parent == REPO
 
 
