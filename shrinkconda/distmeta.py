@@ -27,20 +27,25 @@ _READER = """\
 import json, sys
 sys.path[:0] = sys.argv[1:]
 failures = {}
+def failed(exc):
+    return (type(exc).__name__ + ": " + str(exc))[:500]
 try:
     from importlib import metadata
-    metadata.entry_points(group="shrinkconda.probe")
+    try:
+        metadata.entry_points(group="shrinkconda.probe")  # Python 3.10 and later
+    except TypeError:
+        metadata.entry_points()
     for dist in metadata.distributions(path=sys.argv[1:]):
-        where = str(getattr(dist, "_path", "?")).rsplit("/", 1)[-1]
+        where = str(getattr(dist, "_path", "?")).rstrip("/").rsplit("/", 1)[-1]
         try:
             name = dist.metadata["Name"]
             metadata.version(name), metadata.requires(name)
             [(f.hash, f.size) for f in metadata.files(name) or ()]
             [(e.group, e.name, e.value) for e in dist.entry_points]
         except BaseException as exc:
-            failures[where] = (type(exc).__name__ + ": " + str(exc))[:500]
+            failures[where] = failed(exc)
 except BaseException as exc:
-    failures["importlib.metadata"] = (type(exc).__name__ + ": " + str(exc))[:500]
+    failures["importlib.metadata"] = failed(exc)
 print(json.dumps(failures))
 """
 
