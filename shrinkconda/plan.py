@@ -134,8 +134,9 @@ def _without_dangling(scan: Scan, selections: list[Selection], protected: bytear
             changed = True
             if protected[link] in (1, _METADATA):
                 _unclaim(scan, by, way)
-                kept.append(Kept(scan.paths[way[-1]],
-                                 f"the target of {scan.paths[link]}, which stays"))
+                if not any(k.path == scan.paths[way[-1]] for k in kept):
+                    kept.append(Kept(scan.paths[way[-1]],
+                                     f"the target of {scan.paths[link]}, which stays"))
             else:
                 by[link] = by[cause]
                 added[by[cause] - 1].append(link)
