@@ -110,3 +110,11 @@ def opt_in_prefix(template_opt_in_prefix: Path, tmp_path: Path) -> Iterator[Path
     copy = copy_tree(template_opt_in_prefix, tmp_path / "prefix")
     yield copy
     shutil.rmtree(copy, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def template_doctor_prefix(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The app prefix plus `fixtures.doctor`'s packages (tests/realconda.py); copy it."""
+    from tests.realconda import build_doctor_prefix
+
+    return build_doctor_prefix(tmp_path_factory.mktemp("doctor") / "prefix")

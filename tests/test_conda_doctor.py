@@ -22,7 +22,7 @@ import pytest
 from fixtures.install import copy_tree
 from shrinkconda import Options, shrink
 from tests.condatools import records_problems
-from tests.realconda import build_doctor_prefix, conda_list, conda_python, doctor
+from tests.realconda import conda_list, conda_python, doctor
 
 WORKLOAD = 'python -c "import chaintop, demopkg"'
 KINDS = {
@@ -38,8 +38,8 @@ def python() -> Path:
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_doctor_prefix(tmp_path_factory.mktemp("doctor") / "prefix")
+def template(template_doctor_prefix: Path) -> Path:
+    return template_doctor_prefix
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 
 from fixtures.install import copy_tree
 from shrinkconda import cli
-from tests.realconda import build_doctor_prefix, conda, conda_python
+from tests.realconda import conda, conda_python
 from tests.treeutil import contents, run_cli
 
 
@@ -24,9 +24,11 @@ def python() -> Path:
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def template(template_doctor_prefix: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Named ``demo`` in an envs dir of its own (``CONDA_ENVS_PATH``); do not modify."""
-    return build_doctor_prefix(tmp_path_factory.mktemp("plugin") / "envs" / "demo")
+    envs = tmp_path_factory.mktemp("plugin") / "envs"
+    envs.mkdir()
+    return copy_tree(template_doctor_prefix, envs / "demo")
 
 
 @pytest.fixture

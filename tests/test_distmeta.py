@@ -13,7 +13,6 @@ import pytest
 from fixtures.install import copy_tree
 from shrinkconda import Options, distmeta, shrink, used_by
 from shrinkconda.verify import python_of
-from tests.realconda import build_doctor_prefix
 
 pytestmark = pytest.mark.skipif(shutil.which("strace") is None,
                                 reason="strace is not installed (apt-get install strace)")
@@ -33,8 +32,8 @@ print(sorted(e.name for e in metadata.entry_points(group="chaintop.plugins")))
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_doctor_prefix(tmp_path_factory.mktemp("distmeta") / "prefix")
+def template(template_doctor_prefix: Path) -> Path:
+    return template_doctor_prefix
 
 
 @pytest.fixture

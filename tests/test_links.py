@@ -13,12 +13,11 @@ import pytest
 from fixtures.install import copy_tree
 from shrinkconda import Options, audit, shrink
 from shrinkconda.render.report import Report
-from tests.realconda import build_doctor_prefix
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_doctor_prefix(tmp_path_factory.mktemp("links") / "prefix")
+def template(template_doctor_prefix: Path) -> Path:
+    return template_doctor_prefix
 
 
 @pytest.fixture
