@@ -105,3 +105,12 @@ def test_bad_input_is_one_line_and_changes_nothing(args: list[str], status: int,
     assert run.returncode == status, (run.stdout, run.stderr)
     assert [line for line in run.stderr.splitlines() if line.strip()][-1] == message
     assert contents(template) == before
+
+
+def test_a_rolled_back_shrink_exits_3(python: Path, prefix: Path, tmp_path: Path) -> None:
+    before = contents(prefix)
+    run = conda(python, "shrink", "-p", str(prefix), "-y", "-q", "--no-strip",
+                "--verify-command", "false", scratch=tmp_path)
+    assert run.returncode == 3, (run.stdout, run.stderr)
+    assert "broken: false: exit status 1" in run.stderr
+    assert contents(prefix) == before
