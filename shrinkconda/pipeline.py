@@ -164,7 +164,8 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
             verify.reuse_staged_bytecode(imports, txn.staging, steps)
         broken = verify.broken(imports, modules, distributed,
                                options.verify_commands + options.used_by,
-                               options.used_by_timeout) if options.verify else ()
+                               options.used_by_timeout,
+                               options.python_code != bytecode.SOURCE) if options.verify else ()
         if broken:
             txn.rollback()
             report = outcome.report(

@@ -198,3 +198,21 @@ def test_compile_all_reports_a_failure_per_module(prefix: Path, tmp_path: Path) 
     done = pycompile.compile_all(python, jobs, workers=2)
     assert done[0].error is None and done[0].size > 16
     assert done[1].error is not None and done[1].error.startswith("SyntaxError")
+
+
+def test_used_by_keeps_the_sources_a_workload_reads_and_converts_the_rest(
+        prefix: Path) -> None:
+    site = prefix / SITE
+    workload = ('python -c "import inspect, libuser, tbdemo; '
+                'print(inspect.getsource(libuser.func))"')
+    report = shrink(prefix, Options(used_by=(workload,), strip_mode=None))
+    assert report.verified and not report.rolled_back, report.broken
+    kept = {k.path: k.reason for k in report.kept}
+    assert kept[f"{SITE}/libuser/__init__.py"] == "opened for reading by a --used-by command"
+    assert (site / "libuser/__init__.py").is_file()
+    assert not (site / "tbdemo/__init__.py").exists()
+    assert (site / "tbdemo/__init__.pyc").is_file()
+    run = subprocess.run(workload.replace("python", str(prefix / "bin/python"), 1), shell=True,
+                         check=False, capture_output=True, text=True, env=ENV)
+    assert "return 'libuser'" in run.stdout, run.stderr
+    assert records_problems(prefix) == []
