@@ -158,7 +158,7 @@ def trace_workloads(prefix: Path, commands: Sequence[str], timeout: float,
                  distmeta.probe(python, Path(workdir))] if python else []
         usage = trace.trace(prefix, commands, timeout, output, extra)
     own = trace.resolve(prefix, [*trace.loaded_modules_in(prefix), sys.executable])
-    return Usage(usage.paths | own, usage.modules)
+    return Usage(usage.paths | own, usage.modules, usage.sources_read)
 
 
 def account(ledger: Ledger, scan: Scan, indices: Iterable[int]) -> tuple[Saving, dict[str, int]]:
