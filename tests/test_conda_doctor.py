@@ -1,6 +1,7 @@
 """The real conda agrees: ``conda doctor`` finds nothing after a shrink that it did not
 find before (missing files, altered files, consistency), and ``conda list`` lists the
-same packages, after a default, an aggressive and an app-aware (``--used-by``) shrink.
+same packages, after a default, an aggressive and an app-aware (``--used-by``) shrink,
+and with ``--python-code both``.
 
 The fixture env has the traps: a static archive reached through two symlinks
 (``fixtures.doctor.libfoo``), and a dependency chain ``chaintop -> chainmid ->
@@ -25,10 +26,12 @@ from tests.condatools import records_problems
 from tests.realconda import conda_list, conda_python, doctor
 
 WORKLOAD = 'python -c "import chaintop, demopkg"'
+#: aggressive and --used-by also turn the code into bytecode (--python-code bytecode).
 KINDS = {
     "default": Options(),
     "aggressive": Options(profile="aggressive"),
     "used-by": Options(used_by=(WORKLOAD,)),
+    "python-code-both": Options(python_code="both"),
 }
 
 

@@ -45,11 +45,10 @@ def removed_by(report: Report, name: str) -> int:
     return next(line.saving.files for line in report.lines if line.name == name)
 
 
-@pytest.mark.parametrize("profile", ["safe", "aggressive"])
-def test_links_go_with_their_targets(prefix: Path, profile: str) -> None:
+def test_links_go_with_their_targets(prefix: Path) -> None:
     before = resolving(prefix)
-    predicted = audit(prefix, Options(profile=profile, strip_mode=None))
-    report = shrink(prefix, Options(profile=profile, strip_mode=None, verify=False))
+    predicted = audit(prefix, Options(strip_mode=None))
+    report = shrink(prefix, Options(strip_mode=None, verify=False))
     assert not dangling(prefix)
     # The archive and both links to it (one through the other) go in one line.
     for path in ("lib/libfoo-1.a", "lib/libfoo.a", "lib/libfoo_static.a"):
