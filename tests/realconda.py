@@ -41,8 +41,11 @@ def conda_python(with_plugin: bool = False) -> Path:
                         f"(or .ci/run), or set ${VENV_VAR}")
         subprocess.run([str(INSTALL_CONDA), str(venv)], check=True, capture_output=True)
     if with_plugin and not _plugin_here(python):
-        # An editable install: the plugin's entry point, this checkout's code.
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "-e", str(REPO)],
+        # An editable install: the plugin's entry point, this checkout's code (conda's
+        # venv has setuptools and tqdm; no isolated build, which would fetch setuptools).
+        pip = [str(python), "-m", "pip", "install", "-q"]
+        subprocess.run([*pip, "wheel", "click>=8.0"], check=True, capture_output=True)
+        subprocess.run([*pip, "--no-deps", "--no-build-isolation", "-e", str(REPO)],
                        check=True, capture_output=True)
     return python
 
