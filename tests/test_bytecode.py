@@ -103,10 +103,12 @@ def test_both_compiles_what_a_noarch_package_lacked_and_survives_reset_mtimes(
     site = prefix / SITE
     assert not (site / "purepkg/__pycache__").exists()  # rattler compiles nothing
     before = contents(prefix / "bin")
+    predicted = audit(prefix, BOTH)
 
     report = shrink(prefix, BOTH)
 
     assert report.verified and not report.rolled_back
+    assert report.size_after == predicted.size_after
     pyc = site / f"purepkg/__pycache__/__init__.{TAG}.pyc"
     assert _pyc_header(pyc)[1] == 0b01  # PEP 552 hash-based, unchecked
     assert (site / "purepkg/__init__.py").is_file()
@@ -179,6 +181,16 @@ def test_a_python_that_does_not_run_refuses_bytecode_and_changes_nothing(
     # source needs no python of the env at all.
     assert run_cli("audit", "--python-code", "source", "--no-strip", str(prefix)).returncode == 0
     assert os.path.exists(real)
+
+
+def test_an_env_without_python_has_no_code_to_convert(tmp_path: Path) -> None:
+    prefix = tmp_path / "env"
+    (prefix / "conda-meta").mkdir(parents=True)
+    (prefix / "share/doc/tool").mkdir(parents=True)
+    (prefix / "share/doc/tool/README").write_text("docs\n")
+    report = shrink(prefix, Options(profile="aggressive", strip_mode=None))
+    assert not (prefix / "share/doc/tool").exists()
+    assert any("no lib/pythonX.Y" in note for note in report.notes)
 
 
 def test_an_unknown_form_is_a_usage_error(prefix: Path) -> None:

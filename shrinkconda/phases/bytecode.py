@@ -106,6 +106,9 @@ class PythonCodePhase:
     def _run(self, scan: Scan, removed: bytearray, out: Path | None) -> Outcome:
         if self.form == SOURCE:
             return Outcome(NAME)
+        if not any(True for _ in _python.python_libs(scan)):
+            return Outcome(NAME, notes=("no lib/pythonX.Y: there is no Python code to "
+                                        "compile",))
         python = pycompile.probe(scan.prefix)
         tree = scan.find(f"lib/python{python.version}")
         notes = tuple(f"{scan.paths[i]} belongs to another Python than bin/python "
