@@ -30,6 +30,7 @@ NAME = "python-code"
 SOURCE, BYTECODE, BOTH = "source", "bytecode", "both"
 FORMS = (SOURCE, BYTECODE, BOTH)
 ENTRY_POINT_GROUP = "shrinkconda.source_readers"
+_NO_PYTHON = "no lib/pythonX.Y: there is no Python code to compile"
 _TEMP = "python-code"
 """Where in staging the compiled files wait to be swapped in."""
 
@@ -107,8 +108,7 @@ class PythonCodePhase:
         if self.form == SOURCE:
             return Outcome(NAME)
         if not any(True for _ in _python.python_libs(scan)):
-            return Outcome(NAME, notes=("no lib/pythonX.Y: there is no Python code to "
-                                        "compile",))
+            return Outcome(NAME, notes=(_NO_PYTHON,))
         python = pycompile.probe(scan.prefix)
         tree = scan.find(f"lib/python{python.version}")
         notes = tuple(f"{scan.paths[i]} belongs to another Python than bin/python "
