@@ -228,3 +228,17 @@ def test_used_by_keeps_the_sources_a_workload_reads_and_converts_the_rest(
                          check=False, capture_output=True, text=True, env=ENV)
     assert "return 'libuser'" in run.stdout, run.stderr
     assert records_problems(prefix) == []
+
+
+@pytest.mark.parametrize("step", [2, 30, 120])
+def test_a_shrink_killed_while_adding_bytecode_is_undone_by_the_next_run(
+        prefix: Path, step: int) -> None:
+    before = contents(prefix)
+    env = {**os.environ, "SHRINKCONDA_TEST_CRASH_AFTER": str(step)}
+    killed = run_cli("shrink", "-y", "-q", "--python-code", "bytecode", str(prefix), env=env)
+    assert killed.returncode == -9, (killed.returncode, killed.stderr)
+    recovered = run_cli("audit", "--json", "--python-code", "bytecode", str(prefix))
+    assert recovered.returncode == 0, recovered.stderr
+    notes = json.loads(recovered.stdout)["notes"]
+    assert any("rolled back a shrink that was interrupted" in n for n in notes), notes
+    assert contents(prefix) == before
