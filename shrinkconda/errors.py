@@ -53,3 +53,24 @@ class UnknownProfileError(ProfileError):
 
 class ConfigError(ShrinkError):
     """The ``--config`` file is unreadable, or a key in it is unknown or of the wrong type."""
+
+
+class FilesystemError(ShrinkError):
+    """The prefix's filesystem failed a shrink (full, read-only, permission denied, I/O
+    error); the message says what was being done, where, and what to do."""
+
+
+class NoRoomError(FilesystemError):
+    """The prefix's filesystem lacks the space or inodes a shrink needs: refused up front."""
+
+
+class Interrupted(ShrinkError):
+    """SIGINT, SIGTERM or SIGHUP stopped a shrink (rolled back, or finished if it was
+    committing); the CLI exits with ``128 + signum``."""
+
+    def __init__(self, signum: int, message: str = "") -> None:
+        super().__init__(message or f"interrupted by signal {signum}")
+        self.signum = signum
+        """The signal that stopped the shrink."""
+        self.finished = False
+        """Whether it came while committing, so the shrink was finished first."""
