@@ -12,7 +12,10 @@ from typing import Callable, Optional
 
 from shrinkconda import (
     condameta,
+    faults,
+    interrupt,
     outcome,
+    preflight,
     profiles,
     strategies,
     trace,
@@ -108,6 +111,7 @@ def audit(prefix: str | os.PathLike[str], options: Options = Options(),
         payload = outcome.payload(the_plan, removed, replaced, mode, options.conda_pack_views,
                                   digest=lambda path: "0" * 64, linked=linked)
         metadata, dropped = condameta.predict(the_plan.scan, payload)
+        notes += preflight.notes(root, preflight.needs(the_plan, stripped, linked))
         report = outcome.report(the_plan, removed, problems, dry_run=True, stripped=stripped,
                                 notes=notes, metadata=metadata, removed_packages=dropped,
                                 linked=linked)
@@ -127,7 +131,10 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
     breakdown.check(options.extras, root)
     options, chosen, dedups, plugin_problems = _resolve(options)
     mode = options.strip_mode if options.strips() else None
-    with transaction.locked(root), ThreadPoolExecutor(max_workers=1) as background, \
+    preflight.check_writable(root)  # before the lock, the journal, anything
+    with interrupt.handled(), transaction.locked(root), \
+            faults.undone_on_failure(lambda: _recover(root), root), \
+            ThreadPoolExecutor(max_workers=1) as background, \
             verify.ImportCheck(root, options.jobs or 2) as imports:
         notes = _recover(root)
         usage = used_by.trace_workloads(root, options.used_by, options.used_by_timeout,
@@ -143,6 +150,8 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
             importable = background.submit(verify.importable, imports, options.verify,
                                            used_by.modules_to_verify(the_plan, usage))
         removed = the_plan.removed()
+        stripped = strip_phase.predict(scan_, removed, mode)
+        preflight.check(root, the_plan, stripped, preflight.needs(the_plan, stripped))
         txn = transaction.Transaction(root)
         made, stripping = strip_phase.make(scan_, removed, mode, options.jobs,
                                            _stage(progress, STRIP), txn)
