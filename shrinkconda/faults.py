@@ -45,6 +45,8 @@ def what_failed(exc: OSError, root: Path | None = None) -> str:
     """``No space left on device while writing the shrink's journal: PATH``."""
     path = _path_of(exc)
     line = f"{exc.strerror or exc} while {_operation(path, root)}"
+    if exc.errno in (errno.EACCES, errno.EPERM) and isinstance(exc.filename, (str, bytes)):
+        path = os.fsdecode(exc.filename)  # the source's directory is the one refused
     return line + (f": {path}" if path else "")
 
 

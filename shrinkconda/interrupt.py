@@ -24,6 +24,7 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 run, as a power cut does)."""
 
 _received: int | None = None
+_count = 0
 _raised = False
 _depth = 0
 _installed = False
@@ -35,22 +36,27 @@ def requested() -> int | None:
     return _received
 
 
+def received() -> int:
+    """How many of :data:`SIGNALS` came so far (the first one and those ignored)."""
+    return _count
+
+
 @contextmanager
 def handled() -> Iterator[None]:
     """Turn :data:`SIGNALS` into :class:`Interrupted` for the duration (main thread only;
     elsewhere, and when already active, this does nothing)."""
-    global _installed, _received, _raised
+    global _installed, _received, _raised, _count
     if _installed or threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = {signum: signal.signal(signum, _handle) for signum in SIGNALS}
-    _installed, _received, _raised = True, None, False
+    _installed, _received, _raised, _count = True, None, False, 0
     try:
         yield
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        _installed, _received, _raised = False, None, False
+        _installed, _received, _raised, _count = False, None, False, 0
 
 
 @contextmanager
@@ -78,7 +84,8 @@ def name(signum: int) -> str:
 
 
 def _handle(signum: int, frame: FrameType | None) -> None:
-    global _received
+    global _received, _count
+    _count += 1
     if _received is None:
         _received = signum
     if _depth == 0:

@@ -5,14 +5,16 @@ shrink reached ``staging`` and only then sends SIGTERM, or the filesystem become
 full right before the journal is written. Unset (always, outside the tests), each
 :func:`reached` is one dictionary lookup.
 
-- ``SHRINKCONDA_TEST_PAUSE_AT=NAME`` and ``SHRINKCONDA_TEST_PAUSE_FILE=PATH``: at
-  ``NAME``, write this process' pid to ``PATH`` and wait (at most a minute) for a signal.
+- ``SHRINKCONDA_TEST_PAUSE_AT=NAME,...`` and ``SHRINKCONDA_TEST_PAUSE_FILE=PATH``: at
+  each ``NAME``, write this process' pid to ``PATH.NAME`` and wait (at most a minute)
+  for a signal, or for the test to delete that file.
 - ``SHRINKCONDA_TEST_FILL_AT=NAME:WHAT:DIR``: at ``NAME``, fill the filesystem of
   ``DIR`` with files in ``DIR`` until it has no ``bytes`` (or no ``inodes``) left.
 
 Points: ``prepare`` (nothing written yet), ``strip`` (journal written, stripped copies
 next), ``journal`` (the journal of the staging is written next), ``staging`` (the
-first path was staged), ``commit`` (committing: the records are rewritten next).
+first path was staged), ``commit`` (committing: the records are rewritten next),
+``rollback`` (rolling back: nothing was put back yet).
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ _WAIT = 60.0
 
 def reached(name: str) -> None:
     """The shrink is at point ``name``: pause or fill if a test asked for it."""
-    if os.environ.get(_PAUSE_AT) == name:
-        _pause(os.environ[_PAUSE_FILE])
+    if name in os.environ.get(_PAUSE_AT, "").split(","):
+        _pause(f"{os.environ[_PAUSE_FILE]}.{name}")
     fill = os.environ.get(_FILL_AT, "")
     if fill.startswith(name + ":"):
         what, _, directory = fill[len(name) + 1:].partition(":")
@@ -44,9 +46,11 @@ def _pause(announce: str) -> None:
     temp = announce + ".tmp"
     with open(temp, "w", encoding="ascii") as f:
         f.write(str(os.getpid()))
+    signals = interrupt.received()
     os.replace(temp, announce)
     deadline = time.monotonic() + _WAIT
-    while interrupt.requested() is None and time.monotonic() < deadline:
+    while (interrupt.received() == signals and os.path.exists(announce)
+           and time.monotonic() < deadline):
         time.sleep(0.01)  # a signal outside a shielded section raises right here
 
 

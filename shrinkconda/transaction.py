@@ -145,6 +145,7 @@ class Transaction:
             self._rollback()
 
     def _rollback(self) -> None:
+        testhooks.reached("rollback")
         doc = self._read()
         for path, staged, _replacement in reversed(doc["steps"]):
             source = self.staging / staged
