@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from treeutil import SHRINKCONDA
 
+from fixtures.install import copy_tree
+from shrinkconda import Options, shrink
 from shrinkconda.transaction import STATE_DIR
 
 UNPRIVILEGED = "nobody"
@@ -72,6 +74,23 @@ def tree(root: Path, relocated: Path | None = None) -> dict[str, tuple[int, int,
                 out[os.path.relpath(path, root)] = (st.st_mode, size,
                                                     hashlib.sha256(body).hexdigest())
     return out
+
+
+def without_records(found: dict[str, tuple[int, int, str]]
+                    ) -> dict[str, tuple[int, int, str]]:
+    """A :func:`tree` with the ``conda-meta`` files' contents left out: they name the
+    prefix's own path, and the history its time."""
+    return {path: (v if not path.startswith("conda-meta/") else (v[0], 0, ""))
+            for path, v in found.items()}
+
+
+def shrunk_tree(template: Path, where: Path) -> dict[str, tuple[int, int, str]]:
+    """:func:`without_records` of a completed shrink of a copy of ``template``."""
+    prefix = copy_tree(template, where)
+    shrink(prefix, Options())
+    found = without_records(tree(prefix, relocated=prefix))
+    shutil.rmtree(prefix)
+    return found
 
 
 def assert_one_line(result: subprocess.CompletedProcess[str], status: int,
@@ -159,7 +178,7 @@ def wait_for_file(path: Path, timeout: float,
     deadline = time.monotonic() + timeout
     while not path.exists():
         if proc is not None and proc.poll() is not None:
-            out, err = proc.communicate()
+            _, err = proc.communicate()
             raise AssertionError(f"ended before {path.name}: {proc.returncode}\n{err}")
         assert time.monotonic() < deadline, f"{path.name} never came"
         time.sleep(0.01)

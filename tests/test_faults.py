@@ -16,13 +16,13 @@ from faultutil import (
     assert_untouched,
     copy_prefix,
     remove,
+    shrunk_tree,
     tmpfs,
     tree,
+    without_records,
 )
 from treeutil import prefix_python, run_cli
 
-from fixtures.install import copy_tree
-from shrinkconda import Options, shrink
 from shrinkconda.transaction import STATE_DIR
 
 IMPORTS_OK = "import demopkg, astro, purepkg; assert demopkg.add(2, 3) == 5"
@@ -39,16 +39,8 @@ def small_fs() -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def shrunk_reference(template_prefix: Path, tmp_path_factory: pytest.TempPathFactory
                      ) -> dict[str, tuple[int, int, str]]:
-    """The tree of a completed shrink of the fixture prefix, records aside (they name
-    the prefix's own path)."""
-    prefix = copy_tree(template_prefix, tmp_path_factory.mktemp("reference") / "prefix")
-    shrink(prefix, Options())
-    return _without_records(tree(prefix, relocated=prefix))
-
-
-def _without_records(found: dict[str, tuple[int, int, str]]) -> dict[str, tuple[int, int, str]]:
-    return {path: (v if not path.startswith("conda-meta/") else (v[0], 0, ""))
-            for path, v in found.items()}
+    """The tree of a completed shrink of the fixture prefix, records aside."""
+    return shrunk_tree(template_prefix, tmp_path_factory.mktemp("reference") / "prefix")
 
 
 @pytest.mark.parametrize(("point", "what", "says"), [
@@ -88,7 +80,7 @@ def test_disk_full_while_committing_is_finished_by_the_next_run(
     assert rerun.returncode == 0, rerun.stderr
     assert "finished a verified shrink" in rerun.stdout
     # A plain copy: its scripts still name the template's path.
-    assert _without_records(tree(prefix, relocated=template_prefix)) == shrunk_reference
+    assert without_records(tree(prefix, relocated=template_prefix)) == shrunk_reference
     assert not (prefix / STATE_DIR).exists()
 
 
