@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 
 class ShrinkError(Exception):
     """Root of every error shrinkconda reports to the user."""
@@ -69,8 +71,17 @@ class Interrupted(ShrinkError):
     committing); the CLI exits with ``128 + signum``."""
 
     def __init__(self, signum: int, message: str = "") -> None:
-        super().__init__(message or f"interrupted by signal {signum}")
+        super().__init__(message or f"{signal_name(signum)} received: stopped before "
+                         "changing anything")
         self.signum = signum
         """The signal that stopped the shrink."""
         self.finished = False
         """Whether it came while committing, so the shrink was finished first."""
+
+
+def signal_name(signum: int) -> str:
+    """``SIGTERM`` for 15."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"

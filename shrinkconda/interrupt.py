@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-from shrinkconda.errors import Interrupted
+from shrinkconda.errors import Interrupted, signal_name
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 """The signals a shrink turns into a clean stop (``kill -9`` leaves recovery to the next
@@ -77,10 +77,7 @@ def shielded() -> Iterator[None]:
 
 def name(signum: int) -> str:
     """``SIGTERM`` for 15."""
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
+    return signal_name(signum)
 
 
 def _handle(signum: int, frame: FrameType | None) -> None:

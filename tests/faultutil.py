@@ -32,6 +32,13 @@ def require_root(why: str) -> None:
         pytest.skip(f"needs root: {why}")
 
 
+def _existing(user: str) -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(user)
+    except KeyError:
+        pytest.skip(f"there is no user {user!r} to run shrinkconda as")
+
+
 @contextmanager
 def tmpfs(size: str, inodes: int) -> Iterator[Path]:
     """A fresh tmpfs of ``size`` with ``inodes`` inodes, anyone may enter; unmounted
@@ -115,7 +122,8 @@ def copy_prefix(template: Path, target: Path, owner: str | None = None) -> Path:
     """``cp -a`` of ``template`` at ``target``, given to ``owner`` if named."""
     subprocess.run(["cp", "-a", str(template), str(target)], check=True)
     if owner is not None:
-        user = pwd.getpwnam(owner)
+        require_root(f"gives the prefix to {owner!r}")
+        user = _existing(owner)
         subprocess.run(["chown", "-R", f"{user.pw_uid}:{user.pw_gid}", str(target)], check=True)
     return target
 
@@ -137,6 +145,7 @@ def run_cli_as(user: str, *args: str, env: dict[str, str] | None = None
                ) -> subprocess.CompletedProcess[str]:
     """``shrinkconda ARGS`` as ``user``, in a real subprocess."""
     require_root(f"runs shrinkconda as the unprivileged user {user!r}")
+    _existing(user)
     return subprocess.run([sys.executable, "-c", _AS_USER, user, *args], check=False,
                           capture_output=True, text=True, stdin=subprocess.DEVNULL,
                           env=env, cwd="/", timeout=600)
