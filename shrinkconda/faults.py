@@ -59,14 +59,6 @@ def hint(exc: OSError, root: Path | None = None) -> str:
     return said.format(free=_free(path)) if "{free}" in said else said
 
 
-def _hint(exc: OSError, root: Path | None = None) -> str:
-    path = _path_of(exc) or str(root or ".")
-    hint = _HINTS.get(exc.errno or 0, "")
-    if exc.errno == errno.ENOSPC and _no_inodes(path):
-        return "delete files on its filesystem (it has no free inodes left) and run again"
-    return hint.format(free=_free(path)) if "{free}" in hint else hint
-
-
 @contextmanager
 def undone_on_failure(recover: Callable[[], Sequence[str]], root: Path) -> Iterator[None]:
     """Whatever stops the block (a failed write, a signal, a bug), first finish or roll
@@ -107,6 +99,7 @@ def _undo(recover: Callable[[], Sequence[str]], root: Path, exc: BaseException
 
 
 def _outcome(notes: Sequence[str], exc: BaseException) -> str:
+    # The notes are Transaction.recover's, one per outcome it knows.
     said = " ".join(notes)
     if "finished" in said or getattr(exc, "finished", False):
         return "the shrink was verified and committing, so it was finished: the prefix is shrunk"

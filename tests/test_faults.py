@@ -3,6 +3,7 @@ same process: one line, exit 1, and the prefix exactly as before, or finished.""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from faultutil import (
 )
 from treeutil import prefix_python, run_cli
 
+from shrinkconda import faults
 from shrinkconda.transaction import STATE_DIR
 
 IMPORTS_OK = "import demopkg, astro, purepkg; assert demopkg.add(2, 3) == 5"
@@ -115,3 +117,15 @@ def test_debug_shows_the_traceback_too(template_prefix: Path, small_fs: Path) ->
     assert result.stderr.strip().splitlines()[-1].startswith("Error: No space left on device")
     assert not (prefix / STATE_DIR).exists()
     shutil.rmtree(small_fs / "fill")
+
+
+def test_messages_name_the_operation_the_path_and_what_to_do(tmp_path: Path) -> None:
+    journal = tmp_path / STATE_DIR / "journal.tmp"
+    said = faults.describe(OSError(errno.EROFS, os.strerror(errno.EROFS), str(journal)),
+                           tmp_path)
+    assert said == (f"Read-only file system while writing the shrink's journal: {journal}; "
+                    "remount the filesystem read-write and run again")
+    record = tmp_path / "conda-meta" / "x-1-0.json"
+    said = faults.describe(OSError(errno.EIO, os.strerror(errno.EIO), str(record)), tmp_path)
+    assert said.startswith("Input/output error while rewriting the conda-meta records")
+    assert said.endswith("check it (dmesg) before running again")

@@ -4,6 +4,7 @@ the commands it runs die with it, and a second signal cannot cut the rollback sh
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 from pathlib import Path
@@ -20,6 +21,9 @@ from faultutil import (
     without_records,
 )
 from treeutil import prefix_python
+
+from shrinkconda import interrupt
+from shrinkconda.errors import Interrupted
 
 IMPORTS_OK = "import demopkg, astro, purepkg; assert demopkg.add(2, 3) == 5"
 ROLLED_BACK = "the shrink was rolled back, the prefix is as it was"
@@ -114,3 +118,17 @@ def test_signal_while_tracing_stops_the_traced_command_and_its_group(
     assert_one_line(result, 130, "SIGINT received: nothing was changed")
     assert gone(sleeper)
     assert_untouched(prefix, before)
+
+
+def test_a_signal_waits_for_the_shielded_section_and_only_the_first_counts() -> None:
+    steps = []
+    with pytest.raises(Interrupted) as raised, interrupt.handled():
+        with interrupt.shielded():
+            os.kill(os.getpid(), signal.SIGTERM)
+            steps.append("after the first")
+            os.kill(os.getpid(), signal.SIGINT)
+            steps.append("after the second")
+        steps.append("never")
+    assert steps == ["after the first", "after the second"]
+    assert raised.value.signum == signal.SIGTERM
+    assert interrupt.requested() is None  # handlers and state restored
