@@ -228,6 +228,10 @@ def test_used_by_keeps_the_sources_a_workload_reads_and_converts_the_rest(
                          check=False, capture_output=True, text=True, env=ENV)
     assert "return 'libuser'" in run.stdout, run.stderr
     assert records_problems(prefix) == []
+    # Its python now has only the stdlib the workload loaded: a second shrink still
+    # compiles with it (nothing left to convert, and nothing breaks).
+    again = shrink(prefix, Options(used_by=(workload,), strip_mode=None))
+    assert again.verified and not again.rolled_back, again.broken
 
 
 @pytest.mark.parametrize("step", [2, 30, 120])
