@@ -4,13 +4,28 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 from dataclasses import replace
 from typing import Any, Callable, TypeVar
 
 import click
 
-from shrinkconda import __version__, config, pipeline, profiles, strategies, trace
-from shrinkconda.errors import ShrinkError, UnknownProfileError, UnknownStrategyError
+from shrinkconda import (
+    __version__,
+    config,
+    faults,
+    interrupt,
+    pipeline,
+    profiles,
+    strategies,
+    trace,
+)
+from shrinkconda.errors import (
+    Interrupted,
+    ShrinkError,
+    UnknownProfileError,
+    UnknownStrategyError,
+)
 from shrinkconda.phases import bytecode
 from shrinkconda.phases.strip import MODES as STRIP_MODES
 from shrinkconda.render import breakdown
@@ -32,6 +47,14 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) 
             config.read(value), _settings(ctx.command, ctx), value, elsewhere)}
     except ShrinkError as exc:
         raise click.UsageError(str(exc), ctx) from exc
+
+
+def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    ctx.meta[_DEBUG] = value
+
+
+_DEBUG = "shrinkconda.debug"
+"""``ctx.meta`` key: ``--debug`` was given."""
 
 
 def _settings(command: click.Command, ctx: click.Context) -> list[config.Setting]:
@@ -119,6 +142,8 @@ def _common(func: F) -> F:
                           "PATH) and remove everything it does not use; it must exit 0, "
                           "before and after the shrink (repeatable: what any of them uses "
                           "stays)."),
+        click.option("--debug", is_flag=True, expose_value=False, callback=_set_debug,
+                     help="Show the traceback of an error, not only its one line."),
         click.option("--used-by-timeout", type=click.FloatRange(min=0, min_open=True),
                      default=trace.TIMEOUT, show_default=True, metavar="SECONDS",
                      help="Kill a --used-by command, and all it started, after SECONDS."),
@@ -271,16 +296,31 @@ def _prefix(prefix: str | None) -> str:
 
 def _run(action: Callable[..., Report], prefix: str, options: pipeline.Options,
          quiet: bool) -> Report:
-    """Run a library call with progress bars; turn library errors into one line."""
+    """Run a library call with progress bars; turn library errors, file-system errors
+    and signals into one line (and the traceback too, with ``--debug``)."""
     bars = _Bars(enabled=not quiet and sys.stderr.isatty())
     try:
-        return action(prefix, options, progress=bars.update if bars.enabled else None)
+        with interrupt.handled():  # a second signal while the message is on its way
+            return action(prefix, options, progress=bars.update if bars.enabled else None)
     except (UnknownStrategyError, UnknownProfileError) as exc:
         raise click.UsageError(str(exc)) from exc
+    except Interrupted as exc:
+        _traceback_if_debug()
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(128 + exc.signum)  # 130 for SIGINT, 143 for SIGTERM, as a shell says
     except ShrinkError as exc:
+        _traceback_if_debug()
         raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        _traceback_if_debug()
+        raise click.ClickException(faults.describe(exc)) from exc
     finally:
         bars.close()
+
+
+def _traceback_if_debug() -> None:
+    if click.get_current_context().meta.get(_DEBUG):
+        traceback.print_exc(file=sys.stderr)
 
 
 def _show(report: Report, as_json: bool, quiet: bool) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 
 class ShrinkError(Exception):
     """Root of every error shrinkconda reports to the user."""
@@ -53,3 +55,33 @@ class UnknownProfileError(ProfileError):
 
 class ConfigError(ShrinkError):
     """The ``--config`` file is unreadable, or a key in it is unknown or of the wrong type."""
+
+
+class FilesystemError(ShrinkError):
+    """The prefix's filesystem failed a shrink (full, read-only, permission denied, I/O
+    error); the message says what was being done, where, and what to do."""
+
+
+class NoRoomError(FilesystemError):
+    """The prefix's filesystem lacks the space or inodes a shrink needs: refused up front."""
+
+
+class Interrupted(ShrinkError):
+    """SIGINT, SIGTERM or SIGHUP stopped a shrink (rolled back, or finished if it was
+    committing); the CLI exits with ``128 + signum``."""
+
+    def __init__(self, signum: int, message: str = "") -> None:
+        super().__init__(message or f"{signal_name(signum)} received: stopped before "
+                         "changing anything")
+        self.signum = signum
+        """The signal that stopped the shrink."""
+        self.finished = False
+        """Whether it came while committing, so the shrink was finished first."""
+
+
+def signal_name(signum: int) -> str:
+    """``SIGTERM`` for 15."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"

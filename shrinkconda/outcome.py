@@ -14,8 +14,9 @@ from shrinkconda.accounting import Ledger, Saving
 from shrinkconda.phases import dedup_phase, strip_phase
 from shrinkconda.phases.base import Outcome
 from shrinkconda.plan import Plan
-from shrinkconda.render.report import Broken, Line, Report, counted, human
+from shrinkconda.render.report import Broken, Line, Report
 from shrinkconda.scan import Problem, Scan
+from shrinkconda.units import counted, human
 
 BYTECODE_STRATEGY = "bytecode"
 """The strategy whose removals the start-up note is about."""

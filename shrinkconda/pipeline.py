@@ -13,7 +13,10 @@ from typing import Callable, Optional
 from shrinkconda import (
     condameta,
     distmeta,
+    faults,
+    interrupt,
     outcome,
+    preflight,
     profiles,
     strategies,
     trace,
@@ -22,12 +25,13 @@ from shrinkconda import (
     verify,
 )
 from shrinkconda.phases import bytecode, dedup_phase, strip_phase
-from shrinkconda.phases.base import Outcome, Phase, Replacement, removed_by, run_all
+from shrinkconda.phases.base import Outcome, Phase, Replacement, removed_by, rooms, run_all
 from shrinkconda.plan import Plan, plan
 from shrinkconda.render import breakdown
-from shrinkconda.render.report import Report, counted
+from shrinkconda.render.report import Report
 from shrinkconda.scan import Problem, Scan, check_prefix, scan
 from shrinkconda.strategies import locales
+from shrinkconda.units import counted
 
 StageProgress = Optional[Callable[[str, int], None]]
 """Told ``(stage, n)`` as ``n`` more items of ``stage`` (``scan``, ``strip``) are done."""
@@ -111,11 +115,13 @@ def audit(prefix: str | os.PathLike[str], options: Options = Options(),
         the_plan, problems = _plan(root, chosen, plugin_problems, options, progress, usage)
         extras = breakdown.Breakdown(options.extras, the_plan)
         removed = the_plan.removed()
-        changes = run_all(_phases(options, mode, dedups, usage, progress), the_plan.scan,
-                             removed)
+        phases = _phases(options, mode, dedups, usage, progress)
+        changes = run_all(phases, the_plan.scan, removed)
         payload = outcome.payload(the_plan, removed, changes, mode, options.conda_pack_views,
                                   digest=lambda path: "0" * 64)
         metadata, dropped = condameta.predict(the_plan.scan, payload)
+        notes += preflight.notes(root, preflight.needs(the_plan, rooms(phases, the_plan.scan,
+                                                                       removed)))
         report = outcome.report(the_plan, removed, problems, dry_run=True, phases=changes,
                                 notes=notes, metadata=metadata, removed_packages=dropped)
         gone, replaced = removed_by(changes, the_plan.scan, removed), _stripped(changes)
@@ -135,7 +141,10 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
     breakdown.check(options.extras, root)
     options, chosen, dedups, plugin_problems = _resolve(options)
     mode = options.strip_mode if options.strips() else None
-    with transaction.locked(root), ThreadPoolExecutor(max_workers=1) as background, \
+    preflight.check_writable(root)  # before the lock, the journal, anything
+    with interrupt.handled(), transaction.locked(root), \
+            faults.undone_on_failure(lambda: _recover(root), root), \
+            ThreadPoolExecutor(max_workers=1) as background, \
             verify.ImportCheck(root, options.jobs or 2) as imports:
         notes = _recover(root)
         usage = used_by.trace_workloads(root, options.used_by, options.used_by_timeout,
@@ -153,9 +162,10 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
             importable = background.submit(verify.importable, imports, options.verify,
                                            used_by.modules_to_verify(the_plan, usage))
         removed = the_plan.removed()
+        phases = _phases(options, mode, dedups, usage, progress)
+        preflight.check(root, the_plan, preflight.needs(the_plan, rooms(phases, scan_, removed)))
         txn = transaction.Transaction(root)
-        changes = run_all(_phases(options, mode, dedups, usage, progress), scan_, removed,
-                             txn)
+        changes = run_all(phases, scan_, removed, txn)
         modules, verify_notes = importable.result()
         unreadable = readable.result()  # before staging changes anything
         notes += verify_notes

@@ -15,6 +15,9 @@ from shrinkconda.errors import PrefixError
 
 STATE_DIR = ".shrinkconda"
 """Exists inside a prefix only while a shrink is under way (see transaction.py)."""
+TEMP_SUFFIX = ".shrinkconda-strip"
+"""Temporary files beside their originals (stripped copies, dedup links) are named
+``.<name>.<random>`` plus this, so that a crash's leftovers can be found."""
 
 #: Entry kinds, as stored in :attr:`Scan.kinds`.
 FILE, DIR, SYMLINK, OTHER = 0, 1, 2, 3

@@ -21,18 +21,16 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
-from shrinkconda.errors import ShrinkError
-from shrinkconda.scan import STATE_DIR, Problem
+from shrinkconda import faults, interrupt, testhooks
+from shrinkconda.errors import Interrupted, ShrinkError
+from shrinkconda.scan import STATE_DIR, TEMP_SUFFIX, Problem
 
 _CRASH_ENV = "SHRINKCONDA_TEST_CRASH_AFTER"
 """Test hook: SIGKILL this process after that many durable steps (see tests)."""
 
 
-TEMP_SUFFIX = ".shrinkconda-strip"
-"""Temporary files beside their originals (stripped copies, dedup links) are named
-``.<name>.<random>`` plus this, so that a crash's leftovers can be found."""
 ADDED = "+"
 """:attr:`Step.staged` of a step that adds a path the prefix did not have."""
 
@@ -94,14 +92,21 @@ class Transaction:
     def prepare(self, temp_dirs: Sequence[str]) -> None:
         """Record where stripped copies are about to be written, so a crash can clean
         them up (they are named ``.*`` + :data:`TEMP_SUFFIX`)."""
+        testhooks.reached("prepare")
         self.staging.mkdir(parents=True, exist_ok=True)
         self._write({"state": "preparing", "temp_dirs": list(temp_dirs), "steps": []})
+        testhooks.reached("strip")
 
     def stage(self, steps: Sequence[Step],
               temp_dirs: Sequence[str]) -> list[tuple[Step, str]]:
-        """Move every step's path into staging; return the steps that failed, and why."""
+        """Move every step's path into staging; return the steps that failed, and why.
+
+        A path that cannot move (immutable, gone) stays in place; an error of the whole
+        filesystem (:data:`~shrinkconda.faults.FATAL`: full, read-only, I/O) is raised,
+        for the caller to roll back. Signals wait for the step under way to end."""
         self.staging.mkdir(parents=True, exist_ok=True)
         todo = list(steps)
+        testhooks.reached("journal")
         self._write_steps("staged", todo, temp_dirs)
         failed = []
         index = 0
@@ -112,17 +117,11 @@ class Transaction:
                 continue
             original, staged = self.prefix / step.path, self.staging / step.staged
             try:
-                if step.staged == ADDED:
-                    if os.path.lexists(original):  # rename() would replace an empty dir
-                        raise FileExistsError(errno.EEXIST, "it exists already")
-                    os.rename(self.prefix / step.replacement, original)
-                elif step.replacement:
-                    os.link(original, staged)
-                    self._step()
-                    os.replace(self.prefix / step.replacement, original)
-                else:
-                    os.rename(original, staged)
+                with interrupt.shielded():
+                    self._move(step, original, staged)
             except OSError as exc:
+                if faults.fatal(exc):
+                    raise
                 if exc.errno == errno.EXDEV and original.is_dir() and not original.is_symlink():
                     # overlayfs (a later Docker RUN) cannot rename a directory of a lower
                     # layer: stage its entries instead and remove it empty at commit.
@@ -132,10 +131,30 @@ class Transaction:
                 failed.append((step, exc.strerror or str(exc)))
                 continue
             self._step()
+            if index == 1:
+                testhooks.reached("staging")
         return failed
 
+    def _move(self, step: Step, original: Path, staged: Path) -> None:
+        if step.staged == ADDED:
+            if os.path.lexists(original):  # rename() would replace an empty directory
+                raise FileExistsError(errno.EEXIST, "it exists already")
+            os.rename(self.prefix / step.replacement, original)
+        elif step.replacement:
+            os.link(original, staged)
+            self._step()
+            os.replace(self.prefix / step.replacement, original)
+        else:
+            os.rename(original, staged)
+
     def rollback(self) -> None:
-        """Put every staged path back where it was and delete temporary files."""
+        """Put every staged path back where it was and delete temporary files; no
+        signal interrupts it."""
+        with interrupt.shielded():
+            self._rollback()
+
+    def _rollback(self) -> None:
+        testhooks.reached("rollback")
         doc = self._read()
         for path, staged, replacement in reversed(doc["steps"]):
             if staged == ADDED:
@@ -166,14 +185,24 @@ class Transaction:
         self._step()
 
     def commit(self, payload: dict[str, Any], apply: Callable[[dict[str, Any]], object]) -> None:
-        """Make the shrink final: record ``payload``, ``apply`` it, drop the staging."""
-        doc = self._read()
-        doc.update(state="committing", payload=payload)
-        self._write(doc)
-        self._complete(doc, apply)
+        """Make the shrink final: record ``payload``, ``apply`` it, drop the staging.
+        Once begun it ends: a signal meanwhile is raised afterwards, marked finished."""
+        try:
+            with interrupt.shielded():
+                doc = self._read()
+                doc.update(state="committing", payload=payload)
+                self._write(doc)
+                self._complete(doc, apply)
+        except Interrupted as exc:
+            exc.finished = True
+            raise
 
     def recover(self, apply: Callable[[dict[str, Any]], object]) -> str | None:
         """Finish or roll back a transaction a killed run left; say which, or ``None``."""
+        with interrupt.shielded():
+            return self._recover(apply)
+
+    def _recover(self, apply: Callable[[dict[str, Any]], object]) -> str | None:
         if not self.state_dir.exists():
             return None
         try:
@@ -189,7 +218,14 @@ class Transaction:
         return f"rolled back a shrink that was interrupted ({doc['state']}); nothing was lost"
 
     def _complete(self, doc: dict[str, Any], apply: Callable[[dict[str, Any]], object]) -> None:
-        apply(doc["payload"])
+        # The staged originals go first: on a full disk, their room lets the records
+        # be rewritten. Recovery needs only the journal's payload.
+        _delete(self.staging)
+        testhooks.reached("commit")
+        try:
+            apply(doc["payload"])
+        except OSError as exc:
+            _name_and_raise(exc, self.prefix / "conda-meta")
         self._step()
         self._remove_temps(doc["temp_dirs"])
         for path, staged, _replacement in reversed(doc["steps"]):
@@ -214,6 +250,7 @@ class Transaction:
         _delete(self.staging)
         self._step()
         self.journal.unlink(missing_ok=True)
+        self.journal.with_suffix(".tmp").unlink(missing_ok=True)  # a write the disk refused
         try:
             self.state_dir.rmdir()
         except OSError:
@@ -224,13 +261,20 @@ class Transaction:
                      "steps": [[s.path, s.staged, s.replacement] for s in steps]})
 
     def _write(self, doc: dict[str, Any]) -> None:
-        """Replace the journal atomically and durably."""
+        """Replace the journal atomically and durably; no signal cuts it short."""
+        with interrupt.shielded():
+            self._write_durably(doc)
+
+    def _write_durably(self, doc: dict[str, Any]) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         temp = self.journal.with_suffix(".tmp")
-        with open(temp, "w", encoding="utf-8", errors="surrogateescape") as f:
-            json.dump(doc, f)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(temp, "w", encoding="utf-8", errors="surrogateescape") as f:
+                json.dump(doc, f)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            _name_and_raise(exc, temp)
         os.replace(temp, self.journal)
         _fsync_dir(self.state_dir)
         self._step()
@@ -244,6 +288,14 @@ class Transaction:
         self._steps_done += 1
         if self._steps_done == self._crash_after:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _name_and_raise(exc: OSError, path: Path) -> NoReturn:
+    """Raise ``exc``, naming ``path`` if it names no file (a failed ``write``), so the
+    message can say where."""
+    if exc.filename is not None:
+        raise exc
+    raise OSError(exc.errno, exc.strerror, str(path)) from exc
 
 
 def _entries_of(step: Step, directory: Path) -> list[Step]:

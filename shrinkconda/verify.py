@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from shrinkconda import transaction
+from shrinkconda import interrupt, transaction
 from shrinkconda.render.report import Broken
 
 # Runs inside the environment's own interpreter: one JSON line before and after each
@@ -141,7 +141,7 @@ class ImportCheck:
 def _import_all(command: list[str], modules: list[str], env: dict[str, str], cwd: str,
                 failures: dict[str, str]) -> None:
     remaining = list(modules)
-    while remaining:
+    while remaining and not interrupt.requested():  # the signal killed the interpreter
         # -I: ignore PYTHON* variables and user site. No bytecode into the prefix: it
         # would undo the bytecode strategy and change the numbers.
         proc = subprocess.Popen([*command, *remaining],

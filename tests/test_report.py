@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shrinkconda.render.report import counted
+from shrinkconda.units import counted
 
 
 def test_counted_says_one_thing_or_many() -> None:

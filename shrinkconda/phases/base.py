@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional, Protocol
 from shrinkconda import transaction
 from shrinkconda.accounting import Ledger, Saving
 from shrinkconda.plan import Kept
+from shrinkconda.preflight import Need
 from shrinkconda.scan import Problem, Scan
 
 Progress = Optional[Callable[[int], None]]
@@ -136,6 +137,10 @@ class Phase(Protocol):
              txn: transaction.Transaction) -> Outcome:
         """The same changes, made in ``txn``'s staging, for the transaction to swap in."""
 
+    def room(self, scan: Scan, removed: bytearray) -> Need | None:
+        """The room :meth:`make` takes on the prefix's filesystem at most, estimated
+        cheaply before anything is written (:mod:`preflight`)."""
+
 
 def run_all(phases: Sequence[Phase], scan: Scan, removed: bytearray,
         txn: transaction.Transaction | None = None) -> tuple[Outcome, ...]:
@@ -150,6 +155,11 @@ def run_all(phases: Sequence[Phase], scan: Scan, removed: bytearray,
             removed[index] = 1
         outcomes.append(outcome)
     return tuple(outcomes)
+
+
+def rooms(phases: Sequence[Phase], scan: Scan, removed: bytearray) -> list[Need]:
+    """What each phase says it needs on the filesystem, before any writes."""
+    return [need for phase in phases if (need := phase.room(scan, removed)) is not None]
 
 
 def removed_by(outcomes: Sequence[Outcome], scan: Scan, removed: bytearray) -> bytearray:

@@ -23,8 +23,7 @@ from collections.abc import Collection, Iterable, Sequence
 
 from shrinkconda import condameta
 from shrinkconda.phases.base import Link
-from shrinkconda.scan import FILE, Problem, Scan
-from shrinkconda.transaction import TEMP_SUFFIX
+from shrinkconda.scan import FILE, TEMP_SUFFIX, Problem, Scan
 
 NAME = "dedup"
 #: Never linked: records conda rewrites, caches and nested environments.

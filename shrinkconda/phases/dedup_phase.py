@@ -48,5 +48,10 @@ class DedupPhase:
         return Outcome(NAME, linked=links, problems=problems + failed, temp_dirs=dirs)
 
 
+    def room(self, scan: Scan, removed: bytearray) -> None:
+        """Nothing worth counting: a link takes a directory entry, not a block."""
+        del scan, removed
+
+
 def _replaced(earlier: Sequence[Outcome]) -> set[int]:
     return {r.index for outcome in earlier for r in outcome.replaced}

@@ -6,7 +6,7 @@ number of one Python X.Y, and the python running shrinkconda may be another one.
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
 import subprocess
 import threading
@@ -23,24 +23,35 @@ SOURCELESS = "sourceless"
 UNCHECKED = "unchecked"
 """A PEP 552 unchecked-hash ``__pycache__`` file: valid whatever the source's mtime."""
 
-_PROBE = ("import importlib.util, json, sys; print(json.dumps(["
-          "'%d.%d' % sys.version_info[:2], sys.implementation.cache_tag, "
-          "importlib.util.MAGIC_NUMBER.hex()]))")
+# The probe and the compiler run inside the environment's python (3.9 or newer) and use
+# only what it has built in or frozen: after a --used-by shrink, its stdlib holds only what
+# the workloads loaded, and json or importlib.util may be gone.
+_PROBE = ("import sys, _frozen_importlib_external as e; "
+          "print('%d.%d' % sys.version_info[:2], sys.implementation.cache_tag, "
+          "e.MAGIC_NUMBER.hex())")
 
-# Runs inside the environment's python (3.9 or newer): one JSON job per line on stdin,
-# one JSON answer per line on stdout. A pyc that is already an unchecked-hash file of
-# this source is left alone (size 0, "ok").
+# Jobs arrive on stdin and answers leave on stdout as marshal-encoded tuples, each after
+# its length in 4 bytes. A pyc that is already an unchecked-hash file of its source is
+# left alone (size 0, current).
 _COMPILER = r"""
-import importlib.util, json, os, sys
-from importlib._bootstrap_external import _code_to_hash_pyc, _code_to_timestamp_pyc
-MAGIC = importlib.util.MAGIC_NUMBER
-for line in sys.stdin:
-    n, source, dfile, existing, out, form = json.loads(line)
+import _imp, marshal, os, sys
+import _frozen_importlib_external as e
+MAGIC = e.MAGIC_NUMBER
+read, write = sys.stdin.buffer.read, sys.stdout.buffer.write
+def answer(*values):
+    blob = marshal.dumps(values, 2)
+    write(len(blob).to_bytes(4, "little") + blob)
+    sys.stdout.buffer.flush()
+while True:
+    size = read(4)
+    if len(size) < 4:
+        break
+    n, source, dfile, existing, out, form = marshal.loads(read(int.from_bytes(size, "little")))
     try:
         with open(source, "rb") as f:
             data = f.read()
         if form == "unchecked":
-            digest = importlib.util.source_hash(data)
+            digest = _imp.source_hash(e._RAW_MAGIC_NUMBER, data)
             if existing:
                 try:
                     with open(existing, "rb") as f:
@@ -48,21 +59,20 @@ for line in sys.stdin:
                 except OSError:
                     head = b""
                 if head[:4] == MAGIC and head[4:8] == b"\x01\0\0\0" and head[8:16] == digest:
-                    print(json.dumps([n, 0, None, True]), flush=True)
+                    answer(n, 0, None, True)
                     continue
-        code = compile(data, dfile, "exec", dont_inherit=True)
+        code = compile(data, os.fsdecode(dfile), "exec", dont_inherit=True)
         if form == "unchecked":
-            pyc = _code_to_hash_pyc(code, digest, False)
+            pyc = e._code_to_hash_pyc(code, digest, False)
         else:
             st = os.stat(source)
-            pyc = _code_to_timestamp_pyc(code, int(st.st_mtime), st.st_size)
+            pyc = e._code_to_timestamp_pyc(code, int(st.st_mtime), st.st_size)
         if out:
             with open(out, "wb") as f:
                 f.write(pyc)
-        print(json.dumps([n, len(pyc), None, False]), flush=True)
+        answer(n, len(pyc), None, False)
     except Exception as exc:
-        message = (type(exc).__name__ + ": " + str(exc)).splitlines()[0][:300]
-        print(json.dumps([n, 0, message, False]), flush=True)
+        answer(n, 0, (type(exc).__name__ + ": " + str(exc)).splitlines()[0][:300], False)
 """
 
 
@@ -119,7 +129,7 @@ def probe(prefix: Path) -> Interpreter:
     try:
         run = subprocess.run([str(python), "-I", "-B", "-c", _PROBE], capture_output=True,
                              text=True, check=False, timeout=60, stdin=subprocess.DEVNULL)
-        version, tag, magic = json.loads(run.stdout.strip().splitlines()[-1])
+        version, tag, magic = run.stdout.strip().splitlines()[-1].split()
     except (OSError, ValueError, IndexError, subprocess.TimeoutExpired) as exc:
         why = (run.stderr.strip().splitlines() or [""])[-1] if "run" in locals() else str(exc)
         raise PythonCodeError(f"{python} does not run ({why or exc}); nothing was changed; "
@@ -159,7 +169,7 @@ def _compile_part(python: Interpreter, jobs: Sequence[Job], part: range,
         proc = subprocess.Popen(
             [str(python.path), "-I", "-B", "-X", "no_debug_ranges", "-c", _COMPILER],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, env=env, cwd="/")
+            env=env, cwd="/")
     except OSError as exc:
         failures.append(str(exc))
         return
@@ -170,24 +180,30 @@ def _compile_part(python: Interpreter, jobs: Sequence[Job], part: range,
         try:
             for n in part:
                 job = jobs[n]
-                proc.stdin.write(json.dumps([n, job.source, job.dfile, job.existing, job.out,
-                                             job.form]) + "\n")
+                blob = marshal.dumps((n, os.fsencode(job.source), os.fsencode(job.dfile),
+                                      os.fsencode(job.existing), os.fsencode(job.out),
+                                      job.form), 2)
+                proc.stdin.write(len(blob).to_bytes(4, "little") + blob)
             proc.stdin.close()
         except OSError:
             pass  # the interpreter died: the missing answers say so
 
     feeder = threading.Thread(target=feed)
     feeder.start()
-    for line in proc.stdout:
+    while True:
+        head = proc.stdout.read(4)
+        if len(head) < 4:
+            break
         try:
-            n, size, error, current = json.loads(line)
-        except ValueError:
-            continue
+            n, size, error, current = marshal.loads(
+                proc.stdout.read(int.from_bytes(head, "little")))
+        except (EOFError, ValueError, TypeError):
+            break
         results[n] = Compiled(size, error, current)
         if progress is not None:
             progress(1)
     feeder.join()
-    stderr = proc.stderr.read() if proc.stderr is not None else ""
+    stderr = proc.stderr.read().decode(errors="replace") if proc.stderr is not None else ""
     if proc.wait() != 0 or any(results[n] is None for n in part):
         failures.append((stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1])
 

@@ -8,6 +8,7 @@ two would save, from the section headers alone.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -21,8 +22,7 @@ from typing import Callable, TypeVar
 from shrinkconda.errors import ElfError, ShrinkError, StripToolMissing
 from shrinkconda.phases import elf
 from shrinkconda.phases.base import Replacement
-from shrinkconda.scan import FILE, MAGIC_ELF, Problem, Progress, Scan
-from shrinkconda.transaction import TEMP_SUFFIX
+from shrinkconda.scan import FILE, MAGIC_ELF, TEMP_SUFFIX, Problem, Progress, Scan
 
 #: The ``strip`` option for each mode.
 FLAGS = {"debug": "--strip-debug", "unneeded": "--strip-unneeded", "all": "--strip-all"}
@@ -31,6 +31,8 @@ DH = "dh"
 for shared libraries (see :func:`elf.dh_mode`)."""
 #: What ``--strip-mode`` accepts.
 MODES = (*FLAGS, DH)
+_FILESYSTEM_FAILS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
+"""Errors that stop the whole phase (the filesystem fails) rather than skip one file."""
 
 _BLOCK = 4096
 """Allocation unit assumed when predicting a stripped file's on-disk size."""
@@ -139,7 +141,11 @@ def make_stripped(scan: Scan, indices: Iterable[int], mode: str, jobs: int | Non
     def one(index: int) -> Replacement | Problem | None:
         try:
             result = _strip_one(scan, index, mode, program, temp_dir)
-        except (OSError, ElfError) as exc:
+        except OSError as exc:
+            if exc.errno in _FILESYSTEM_FAILS:
+                raise  # the disk, not this file: the shrink must stop
+            return Problem(scan.paths[index], f"not stripped: {_why(exc)}")
+        except ElfError as exc:
             return Problem(scan.paths[index], f"not stripped: {_why(exc)}")
         if isinstance(result, Replacement):
             written.append(result)
@@ -223,6 +229,7 @@ def _strip_one(scan: Scan, index: int, mode: str, program: str,
         run = subprocess.run([program, FLAGS[mode], "-o", temp, path], stdin=subprocess.DEVNULL,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
         if run.returncode != 0:
+            _raise_if_full(temp, original.file_size)
             output = run.stdout.decode("utf-8", "replace").strip().splitlines()
             return _reject(temp, relpath, f"strip exited with status {run.returncode}"
                            + (f": {output[-1]}" if output else ""))
@@ -239,6 +246,16 @@ def _strip_one(scan: Scan, index: int, mode: str, program: str,
     except BaseException:
         _unlink(temp)
         raise
+
+
+def _raise_if_full(temp: str, size: int) -> None:
+    """A strip that failed where not even the original's ``size`` fits any more: the
+    disk's fault, not the file's (strip deletes its partial output, so some room is
+    free again by now)."""
+    st = os.statvfs(os.path.dirname(temp))  # strip deleted the copy it failed to write
+    free = (st.f_bfree if os.geteuid() == 0 else st.f_bavail) * st.f_frsize
+    if free < size or (st.f_files and st.f_favail == 0):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), temp)
 
 
 def _removable(path: str, mode: str) -> tuple[elf.Elf, list[int], str]:

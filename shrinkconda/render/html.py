@@ -11,8 +11,9 @@ import posixpath
 from typing import Any, Union
 
 from shrinkconda.render.packages import Attribution, Tally
-from shrinkconda.render.report import Report, human
+from shrinkconda.render.report import Report
 from shrinkconda.scan import DIR, Scan
+from shrinkconda.units import human
 
 STAYS = "stays"
 """The fate of bytes the shrink leaves alone."""

@@ -10,6 +10,7 @@ from shrinkconda.plan import Kept
 from shrinkconda.render.compressed import Compressed
 from shrinkconda.render.packages import Package
 from shrinkconda.scan import Problem
+from shrinkconda.units import human
 
 
 @dataclass(frozen=True)
@@ -202,22 +203,6 @@ def render_compressed(compressed: Compressed) -> list[str]:
     width = [max(len(r[c]) for r in rows) for c in range(4)]
     return [f"{r[0]:<{width[0]}}  {r[1]:>{width[1]}}  {r[2]:>{width[2]}}  {r[3]:>{width[3]}}"
             for r in rows]
-
-
-def counted(n: int, noun: str) -> str:
-    """``1 package``, ``2 packages``: ``n`` and the noun, plural unless ``n`` is one."""
-    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
-
-
-def human(n: int) -> str:
-    """``1536`` -> ``1.5 KiB``; negative numbers keep their sign."""
-    size = float(abs(n))
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            text = f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-            return f"-{text}" if n < 0 else text
-        size /= 1024
-    raise AssertionError("unreachable")
 
 
 def _printable(path: str) -> str:

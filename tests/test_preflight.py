@@ -1,0 +1,144 @@
+"""A shrink that cannot succeed is refused before it changes anything: no room on the
+filesystem, a read-only mount, directories the user may not write."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from faultutil import (
+    UNPRIVILEGED,
+    assert_one_line,
+    assert_untouched,
+    copy_prefix,
+    run_cli_as,
+    tmpfs,
+    tree,
+)
+from treeutil import prefix_python, run_cli
+
+from shrinkconda import Options, pipeline, preflight
+from shrinkconda.phases import bytecode, strip_phase
+from shrinkconda.testhooks import fill_filesystem
+
+MiB = 1 << 20
+
+
+@pytest.fixture
+def small_fs() -> Iterator[Path]:
+    """A 72 MiB tmpfs: the fixture prefix (57 MiB) and a filler file."""
+    with tmpfs("72m", 4000) as where:
+        yield where
+
+
+def _leave_free(where: Path, free: int) -> None:
+    """Fill ``where``'s filesystem, then give ``free`` bytes back."""
+    fill_filesystem(str(where / "fill"))
+    filler = where / "fill" / "bytes"
+    os.truncate(filler, filler.stat().st_size - free)
+
+
+def test_needs_are_what_the_strip_phase_predicts(template_prefix: Path) -> None:
+    options, chosen, _, problems = pipeline._resolve(Options())
+    the_plan, _ = pipeline._plan(template_prefix, chosen, problems, options, None)
+    phase = strip_phase.StripPhase("debug")
+    stripped = phase.predict(the_plan.scan, the_plan.removed(), ())
+    assert stripped.replaced
+    room = phase.room(the_plan.scan, the_plan.removed())
+    needs = {n.phase: n for n in preflight.needs(the_plan, [room])}
+    copies = sum(-(-r.size // preflight.BLOCK) * preflight.BLOCK for r in stripped.replaced)
+    assert needs["strip"].size == copies
+    assert needs["strip"].inodes == len(stripped.replaced)
+    assert needs["strip"].skip == "pass --no-strip"
+    assert needs["staging"].size >= preflight.HEADROOM
+    assert "commit" in needs and "dedup" not in needs
+
+
+def test_compiled_bytecode_is_a_need_of_its_own(template_prefix: Path) -> None:
+    options, chosen, _, problems = pipeline._resolve(Options(python_code="bytecode"))
+    the_plan, _ = pipeline._plan(template_prefix, chosen, problems, options, None)
+    phase = bytecode.PythonCodePhase("bytecode")
+    room = phase.room(the_plan.scan, the_plan.removed())
+    made = phase.predict(the_plan.scan, the_plan.removed(), ())
+    assert room is not None and room.skip == "pass --python-code source"
+    assert room.size >= sum(a.allocated for a in made.added)  # an upper estimate
+    assert room.inodes >= len(made.added)
+
+
+def test_a_phase_added_later_declares_its_own_need(tmp_path: Path) -> None:
+    st = os.statvfs(tmp_path)
+    more_than_free = st.f_blocks * st.f_frsize + MiB
+    needs = [preflight.Need("staging", "the journal", MiB, 4),
+             preflight.Need("bytecode", "compiled bytecode", more_than_free, 10,
+                            "pass --skip compile")]
+    said = preflight.shortfall(tmp_path, needs)
+    assert said is not None
+    assert "the bytecode phase needs" in said and "for compiled bytecode" in said
+    assert said.endswith("free space or pass --skip compile")
+    assert preflight.shortfall(tmp_path, needs[:1]) is None
+
+
+def test_too_little_room_is_refused_up_front(template_prefix: Path, small_fs: Path) -> None:
+    prefix = copy_prefix(template_prefix, small_fs / "prefix")
+    _leave_free(small_fs, 2 * MiB)
+    before = tree(prefix)
+
+    audit = run_cli("audit", str(prefix), timeout=600)
+    result = run_cli("shrink", "-y", str(prefix), timeout=600)
+
+    assert audit.returncode == 0, audit.stderr
+    assert "a shrink would not have room: no space left on" in audit.stdout
+    assert_one_line(result, 1, f"no space left on {prefix}'s filesystem",
+                    "the strip phase needs ", "MiB for stripped copies", "2.0 MiB are free",
+                    "free space or pass --no-strip")
+    assert_untouched(prefix, before)
+    # What it suggests works with the same room: the rest needs little.
+    without = run_cli("shrink", "-y", "-q", "--no-strip", str(prefix), timeout=600)
+    assert without.returncode == 0, without.stderr
+    assert prefix_python(prefix, "import demopkg; assert demopkg.add(2, 3) == 5").returncode == 0
+
+
+def test_read_only_mount_is_refused_before_anything_is_created(
+        template_prefix: Path, small_fs: Path) -> None:
+    prefix = copy_prefix(template_prefix, small_fs / "prefix")
+    before = tree(prefix)
+    subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
+    try:
+        result = run_cli("shrink", "-y", str(prefix), timeout=600)
+        audit = run_cli("audit", "--json", str(prefix), timeout=600)
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_fs)], check=True)
+
+    assert_one_line(result, 1, f"{prefix} is on a read-only filesystem",
+                    "remount it read-write or shrink a writable copy")
+    assert audit.returncode == 0, audit.stderr
+    assert "a shrink would be refused" in audit.stdout
+    assert_untouched(prefix, before)
+
+
+def test_directory_the_user_cannot_write_is_refused_up_front(
+        template_prefix: Path, small_fs: Path) -> None:
+    prefix = copy_prefix(template_prefix, small_fs / "prefix", owner=UNPRIVILEGED)
+    locked = prefix / "lib/python3.11/site-packages/demopkg"  # holds tests/ and __pycache__/
+    os.chown(locked, 0, 0)
+    before = tree(prefix)
+
+    result = run_cli_as(UNPRIVILEGED, "shrink", "-y", str(prefix))
+
+    assert_one_line(result, 1, f"{locked} is not writable by this user",
+                    "run shrinkconda as the prefix's owner",
+                    "--keep 'lib/python3.11/site-packages/demopkg'")
+    assert_untouched(prefix, before)
+
+
+def test_prefix_the_user_cannot_write_is_refused(template_prefix: Path, small_fs: Path) -> None:
+    prefix = copy_prefix(template_prefix, small_fs / "prefix")  # root's
+    before = tree(prefix)
+
+    result = run_cli_as(UNPRIVILEGED, "shrink", "-y", str(prefix))
+
+    assert_one_line(result, 1, f"{prefix} is not writable by this user", "belongs to uid 0")
+    assert_untouched(prefix, before)
