@@ -12,6 +12,7 @@ from typing import Callable, Optional
 
 from shrinkconda import (
     condameta,
+    dispatch,
     outcome,
     profiles,
     strategies,
@@ -20,6 +21,7 @@ from shrinkconda import (
     used_by,
     verify,
 )
+from shrinkconda.dispatch import check as dispatch_check
 from shrinkconda.phases import dedup_phase, strip, strip_phase
 from shrinkconda.plan import Plan, plan
 from shrinkconda.render import breakdown
@@ -76,6 +78,10 @@ class Options:
     """Seconds each ``used_by`` command may run, before and after the shrink."""
     command_output: trace.Output = None
     """Where the ``used_by`` commands' output goes while traced (``None``: nowhere)."""
+    target_cpu: str | None = None
+    """The lowest x86-64 level (or ``native``) the env must run on: dispatched kernels
+    no CPU at or above it loads go, and the dispatch is capped there. ``None``: every
+    kernel a dispatcher may load stays."""
 
     def strips(self) -> bool:
         """Whether the strip phase runs."""
@@ -92,13 +98,16 @@ def audit(prefix: str | os.PathLike[str], options: Options = Options(),
     """
     root = check_prefix(prefix)
     breakdown.check(options.extras, root)
+    target = dispatch.levels.target(options.target_cpu)
     options, chosen, dedups, plugin_problems = _resolve(options)
     mode = options.strip_mode if options.strips() else None
     with transaction.locked(root):
         notes = _recover(root)
         usage = used_by.trace_workloads(root, options.used_by, options.used_by_timeout,
                                         options.command_output)
-        the_plan, problems = _plan(root, chosen, plugin_problems, options, progress, usage)
+        the_plan, problems, cpu = _plan(root, chosen, plugin_problems, options, progress, usage,
+                                        target)
+        notes += cpu.notes
         extras = breakdown.Breakdown(options.extras, the_plan)
         removed = the_plan.removed()
         stripped = strip_phase.predict(the_plan.scan, removed, mode, _stage(progress, STRIP))
@@ -125,6 +134,7 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
     """
     root = check_prefix(prefix)
     breakdown.check(options.extras, root)
+    target = dispatch.levels.target(options.target_cpu)
     options, chosen, dedups, plugin_problems = _resolve(options)
     mode = options.strip_mode if options.strips() else None
     with transaction.locked(root), ThreadPoolExecutor(max_workers=1) as background, \
@@ -136,7 +146,9 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
         # while this process scans, plans and strips: nothing changes until staging.
         if usage is None:
             importable = background.submit(verify.importable, imports, options.verify)
-        the_plan, problems = _plan(root, chosen, plugin_problems, options, progress, usage)
+        the_plan, problems, cpu = _plan(root, chosen, plugin_problems, options, progress, usage,
+                                        target)
+        notes += cpu.notes
         extras = breakdown.Breakdown(options.extras, the_plan)  # reads what the shrink changes
         scan_ = the_plan.scan
         if usage is not None:  # the modules to check depend on what the plan prunes
@@ -163,6 +175,9 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
         broken = verify.broken(imports, modules, distributed,
                                options.verify_commands + options.used_by,
                                options.used_by_timeout) if options.verify else ()
+        calls, call_notes = dispatch_check.broken(scan_, cpu.pruned(removed)) \
+            if options.verify else ((), ())
+        broken, notes = (*broken, *calls), notes + call_notes
         if broken:
             txn.rollback()
             report = outcome.report(
@@ -216,15 +231,19 @@ def _resolve(options: Options
 
 
 def _plan(root: Path, chosen: Sequence[strategies.Strategy], plugin_problems: list[Problem],
-          options: Options, progress: StageProgress,
-          usage: trace.Usage | None = None) -> tuple[Plan, list[Problem]]:
+          options: Options, progress: StageProgress, usage: trace.Usage | None = None,
+          target: dispatch.Target | None = None) -> tuple[Plan, list[Problem], dispatch.Dispatch]:
     the_scan: Scan = scan(root, _stage(progress, "scan"))
-    problems = [*plugin_problems, *the_scan.problems]
-    if usage is None:
-        return plan(the_scan, chosen, options.keep), problems
-    pruning = used_by.prune(the_scan, usage)  # after the built-ins: they keep their lines
-    return plan(the_scan, chosen, options.keep, pruning.used, pruning.released,
-                last=pruning.strategy), problems
+    pruning = used_by.prune(the_scan, usage) if usage is not None else None
+    cpu = dispatch.choose(the_scan, target, pruning.used if pruning else None, os.environ)
+    problems = [*plugin_problems, *the_scan.problems, *cpu.problems]
+    chosen, used = (*chosen, cpu.strategy), cpu.guard(pruning.used if pruning else None,
+                                                      len(the_scan))
+    if pruning is None:
+        return plan(the_scan, chosen, options.keep, used), problems, cpu
+    # used-by runs after the built-ins: they keep their lines
+    return plan(the_scan, chosen, options.keep, used, pruning.released,
+                last=pruning.strategy), problems, cpu
 
 
 def _steps(root: Path, the_plan: Plan, made: Sequence[strip.Replacement],
