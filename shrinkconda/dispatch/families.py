@@ -72,6 +72,9 @@ class Family:
     check: str = ""
     """Python source the env's python runs (``argv[1]``: the directory) after a shrink
     that pruned the family; exit 0 means the dispatcher still works."""
+    check_needs: tuple[str, ...] = ()
+    """Globs (relative to the prefix) of what the check needs besides the family; with
+    ``--used-by`` they stay whenever the family does, used by the workloads or not."""
     origin: str = "built-in"
     """``built-in`` or the entry point that registered it."""
 
@@ -101,9 +104,9 @@ class Family:
 #: Run by the env's python: BLAS (``cblas_dgemm``, which loads a CPU kernel) and VML
 #: (``vdExp``, a VML kernel) through ``libmkl_rt``; MKL loads kernels at the first call.
 MKL_CHECK = """\
-import ctypes, glob, math, os, sys
-names = sorted(glob.glob(os.path.join(sys.argv[1], "libmkl_rt.so*")))
-rt = ctypes.CDLL(names[0])
+import ctypes, os, sys
+names = sorted(n for n in os.listdir(sys.argv[1]) if n.startswith("libmkl_rt.so"))
+rt = ctypes.CDLL(os.path.join(sys.argv[1], names[0]))
 a = (ctypes.c_double * 4)(1, 2, 3, 4)
 b = (ctypes.c_double * 4)(5, 6, 7, 8)
 c = (ctypes.c_double * 4)()
@@ -114,9 +117,13 @@ if list(c) != [19.0, 22.0, 43.0, 50.0]:
 x = (ctypes.c_double * 3)(0.0, 1.0, 2.0)
 y = (ctypes.c_double * 3)()
 rt.vdExp(3, x, y)
-if any(abs(v - math.exp(u)) > 1e-12 * math.exp(u) for u, v in zip(x, y)):
+if any(abs(v - e) > 1e-12 * e for v, e in zip(y, (1.0, 2.718281828459045, 7.38905609893065))):
     sys.exit("vdExp gave %r, not exp(0, 1, 2)" % list(y))
 """
+#: What ``import ctypes`` loads (``os`` and ``sys`` are loaded at every start).
+CTYPES_NEEDS = ("lib/python3*/ctypes", "lib/python3*/struct.py",
+                "lib/python3*/lib-dynload/_ctypes.*", "lib/python3*/lib-dynload/_struct.*",
+                "lib/libffi.so*")
 _MKL_ANCHORS = ("libmkl_rt", "libmkl_core")
 _MKL_CAP = "MKL_ENABLE_INSTRUCTIONS"
 
@@ -131,26 +138,28 @@ def _tiered(prefix: str) -> tuple[Member, ...]:
     )
 
 
+def _mkl(name: str, summary: str, kind: str, variable: str,
+         members: tuple[Member, ...]) -> Family:
+    return Family(name, summary, kind, variable, _MKL_ANCHORS, members, check=MKL_CHECK,
+                  check_needs=CTYPES_NEEDS)
+
+
 BUILTIN: tuple[Family, ...] = (
-    Family("mkl-cpu", "oneMKL CPU kernels (BLAS, LAPACK, FFT)", CPU, _MKL_CAP,
-           _MKL_ANCHORS, _tiered("libmkl_"), check=MKL_CHECK),
-    Family("mkl-vml", "oneMKL vector math kernels", CPU, _MKL_CAP,
-           _MKL_ANCHORS, _tiered("libmkl_vml_"), check=MKL_CHECK),
-    Family("mkl-interface", "oneMKL interface layers", CONFIG, "MKL_INTERFACE_LAYER",
-           _MKL_ANCHORS, (Member("lp64", "libmkl_intel_lp64", default=True),
-                          Member("ilp64", "libmkl_intel_ilp64"),
-                          Member("gf-lp64", "libmkl_gf_lp64"),
-                          Member("gf-ilp64", "libmkl_gf_ilp64")), check=MKL_CHECK),
-    Family("mkl-threading", "oneMKL threading layers", CONFIG, "MKL_THREADING_LAYER",
-           _MKL_ANCHORS, (Member("intel", "libmkl_intel_thread", default=True,
-                                 needs=("libiomp5",)),
-                          Member("sequential", "libmkl_sequential"),
-                          Member("gnu", "libmkl_gnu_thread"),
-                          Member("tbb", "libmkl_tbb_thread", needs=("libtbb",))),
-           check=MKL_CHECK),
-    Family("mkl-cbwr", "oneMKL's bitwise-reproducible vector math (MKL_CBWR=COMPATIBLE)",
-           CONFIG, "MKL_CBWR", _MKL_ANCHORS, (Member("compatible", "libmkl_vml_cmpt"),),
-           check=MKL_CHECK),
+    _mkl("mkl-cpu", "oneMKL CPU kernels (BLAS, LAPACK, FFT)", CPU, _MKL_CAP,
+         _tiered("libmkl_")),
+    _mkl("mkl-vml", "oneMKL vector math kernels", CPU, _MKL_CAP, _tiered("libmkl_vml_")),
+    _mkl("mkl-interface", "oneMKL interface layers", CONFIG, "MKL_INTERFACE_LAYER",
+         (Member("lp64", "libmkl_intel_lp64", default=True),
+          Member("ilp64", "libmkl_intel_ilp64"),
+          Member("gf-lp64", "libmkl_gf_lp64"),
+          Member("gf-ilp64", "libmkl_gf_ilp64"))),
+    _mkl("mkl-threading", "oneMKL threading layers", CONFIG, "MKL_THREADING_LAYER",
+         (Member("intel", "libmkl_intel_thread", default=True, needs=("libiomp5",)),
+          Member("sequential", "libmkl_sequential"),
+          Member("gnu", "libmkl_gnu_thread"),
+          Member("tbb", "libmkl_tbb_thread", needs=("libtbb",)))),
+    _mkl("mkl-cbwr", "oneMKL's bitwise-reproducible vector math (MKL_CBWR=COMPATIBLE)",
+         CONFIG, "MKL_CBWR", (Member("compatible", "libmkl_vml_cmpt"),)),
 )
 """oneMKL 2024-2026 (``.so.2``/``.so.3``): kernels by CPU, layers by variable."""
 
@@ -160,5 +169,6 @@ def available() -> tuple[tuple[Family, ...], tuple[Problem, ...]]:
     replaces it), and the plugins that failed to load."""
     found, problems = plugins.load(ENTRY_POINT_GROUP, (), Family, "dispatch families",
                                    "dispatch plugin", FamilyError)
-    replaced = {f.name for f in found}
-    return tuple(b for b in BUILTIN if b.name not in replaced) + found, problems
+    by_name = {f.name: f for f in found}
+    builtin = tuple(by_name.pop(b.name, b) for b in BUILTIN)  # a replacement keeps its place
+    return builtin + tuple(by_name.values()), problems

@@ -3,6 +3,8 @@ family stay and which go, for a target CPU level and for what ``--used-by`` saw.
 
 from __future__ import annotations
 
+import fnmatch
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -110,6 +112,8 @@ def select(scan: Scan, families: Sequence[Family], target: Target | None,
             stays.update(found.indices(family.anchors))
             stays.update(found.indices([m.stem for m in kept]))
             stays.update(found.indices([n for m in kept for n in m.needs]))
+            if used is not None and family.check_needs:  # --used-by may not have seen them
+                stays.update(_matching(scan, family.check_needs))
         if family.kind == CPU and target is not None and gone:
             removes.update(found.indices([m.stem for m in gone]))
             capped = _capped(family, target)
@@ -140,6 +144,14 @@ def select(scan: Scan, families: Sequence[Family], target: Target | None,
                         pick, default=False)
     return Dispatch(target, strategy, frozenset(stays), chosen, tuple(found_all), caps,
                     tuple(problems), tuple(notes))
+
+
+def _matching(scan: Scan, globs: Sequence[str]) -> Iterator[int]:
+    """Entries matching the globs, with their subtrees."""
+    pattern = re.compile("|".join(fnmatch.translate(g) for g in globs))
+    for index, path in enumerate(scan.paths):
+        if pattern.match(path):
+            yield from range(index, scan.ends[index])
 
 
 def _find(scan: Scan, family: Family) -> Found | None:
