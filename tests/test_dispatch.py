@@ -276,3 +276,11 @@ def test_cli_config_key_and_native(template_mkl: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["audit", str(template_mkl), "--config", str(config)])
     assert result.exit_code == 2 and "x86_64_v4" in result.output
 
+
+
+def test_a_prefix_without_dispatched_libraries_says_so(template_prefix: Path) -> None:
+    report = audit(template_prefix, Options(target_cpu="x86_64_v4"))
+    assert [n for n in report.notes if n.startswith("--target-cpu")] == [
+        ("--target-cpu x86_64_v4: no CPU-dispatched library (mkl-cpu, mkl-vml, mkl-interface, "
+        "mkl-threading, mkl-cbwr) in this prefix: nothing to remove")]
+    assert not any(line.saving.bytes for line in report.lines if line.name == "target-cpu")

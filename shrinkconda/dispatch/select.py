@@ -128,6 +128,9 @@ def select(scan: Scan, families: Sequence[Family], target: Target | None,
             notes.append(f"--used-by: {family.summary} the commands did not load may go; "
                          f"to set {family.variable} to one of them later, keep it with "
                          f"--keep '{family.directory}/<library>.so*'")
+    if target is not None and not found_all:
+        notes.append(f"--target-cpu {target.describe()}: no CPU-dispatched library "
+                     f"({', '.join(f.name for f in families)}) in this prefix: nothing to remove")
     if caps:
         settings = " ".join(f"{k}={v}" for k, v in sorted(caps.items()))
         notes.append(f"capped the dispatch at the target: every Python process of the env "
