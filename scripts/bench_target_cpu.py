@@ -5,7 +5,7 @@
 
 Builds (once) a base-install prefix with python, numpy 2.3.5, mkl 2026.2.1, intel-openmp
 and tbb from the PyPI wheels (``fixtures/mkl.py``), audits it with no target and with
-each level (``--by package`` gives the ``mkl`` row), shrinks a copy per level to check
+each level, and with ``--used-by`` of a BLAS/VML program without and with x86_64_v3 (``--by package`` gives the ``mkl`` row), shrinks a copy per level to check
 the audit and call BLAS/VML, and prints the markdown tables of BENCHMARKS.md.
 """
 
@@ -54,16 +54,20 @@ def main() -> None:
     if not (prefix / "conda-meta").is_dir():
         build_mkl_prefix(prefix, NUMPY)
     print("| `--target-cpu` | mkl before | mkl after | env after (audit) | env after (shrink) "
-          "| freed beyond the default shrink | BLAS/VML after |")
+          "| freed beyond the same shrink without a target | BLAS/VML after |")
     print("|---|---:|---:|---:|---:|---:|---|")
+    app = args.workdir / "blas_vml.py"
+    app.write_bytes(BLAS_VML_APP)
+    used_by = (f"python {app}",)
     default_after = 0
-    for level in (None, *LEVELS):
-        options = Options(target_cpu=level, extras=Wanted(by_package=True))
+    runs = [(level, ()) for level in (None, *LEVELS)] + [(None, used_by), ("x86_64_v3", used_by)]
+    for level, traced in runs:
+        options = Options(target_cpu=level, used_by=traced, extras=Wanted(by_package=True))
         predicted = audit(prefix, options)
         size, saved = mkl_row(predicted)
         copy = copy_tree(prefix, args.workdir / "mkl-copy")
         try:
-            done = shrink(copy, Options(target_cpu=level))
+            done = shrink(copy, Options(target_cpu=level, used_by=traced))
             app = subprocess.run([str(copy / "bin" / "python"), "-c", BLAS_VML_APP.decode()],
                                  capture_output=True, text=True, check=False,
                                  env={"PATH": "/usr/bin:/bin"})
@@ -72,7 +76,8 @@ def main() -> None:
             shutil.rmtree(copy)
         if level is None:
             default_after = done.size_after
-        print(f"| {level or '(none)'} | {size / MIB:.1f} MiB | {(size - saved) / MIB:.1f} MiB "
+        label = (level or "(none)") + (" + `--used-by 'python blas_vml.py'`" if traced else "")
+        print(f"| {label} | {size / MIB:.1f} MiB | {(size - saved) / MIB:.1f} MiB "
               f"| {predicted.size_after / MIB:.1f} MiB | {done.size_after / MIB:.1f} MiB "
               f"| {(default_after - done.size_after) / MIB:.1f} MiB | {works} |")
     print()
