@@ -35,7 +35,9 @@ def files(scan: Scan, dispatch: Dispatch) -> tuple[CapFile, ...]:
     """The cap files ``dispatch`` needs (none when it removed nothing above a cap)."""
     if not dispatch.caps or dispatch.target is None:
         return ()
-    owners = {f.owner for f in dispatch.found if f.family.variable in dispatch.caps}
+    anchors = [i for f in dispatch.found if f.family.variable in dispatch.caps
+               for i in f.indices(f.family.anchors[:1])]
+    owners = {scan.owners[i] for i in anchors}
     owner = min((scan.owner_names[o] for o in owners if o >= 0), default=None)
     why = (f"Added by shrinkconda --target-cpu {dispatch.target.level}: the kernels above "
            "this cap were removed from the env.")

@@ -26,9 +26,6 @@ class Found:
     files: Mapping[str, tuple[int, ...]]
     """Stem -> the scan indices of ``<stem>.so*`` in the family's directory (a symlink
     chain and its target together); stems with no file are absent."""
-    owner: int
-    """The scan owner index of the first anchor's files (the package the family is
-    part of), or -1."""
 
     def indices(self, stems: Sequence[str]) -> Iterator[int]:
         """The scan indices of these stems' files."""
@@ -171,9 +168,7 @@ def _find(scan: Scan, family: Family) -> Found | None:
             files.setdefault(stem, []).append(child)
     if not any(m.stem in files for m in family.members):
         return None
-    first = files.get(family.anchors[0], [])
-    owner = scan.owners[first[0]] if first else -1
-    return Found(family, {k: tuple(v) for k, v in files.items()}, owner)
+    return Found(family, {k: tuple(v) for k, v in files.items()})
 
 
 def _missing(scan: Scan, found: Found, target: Target | None) -> str:
