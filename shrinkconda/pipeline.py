@@ -237,8 +237,8 @@ def _plan(root: Path, chosen: Sequence[strategies.Strategy], plugin_problems: li
     pruning = used_by.prune(the_scan, usage) if usage is not None else None
     cpu = dispatch.choose(the_scan, target, pruning.used if pruning else None, os.environ)
     problems = [*plugin_problems, *the_scan.problems, *cpu.problems]
-    chosen, used = (*chosen, cpu.strategy), cpu.guard(pruning.used if pruning else None,
-                                                      len(the_scan))
+    chosen = (*chosen, cpu.strategy) if target is not None else chosen
+    used = cpu.guard(pruning.used if pruning else None, len(the_scan))
     if pruning is None:
         return plan(the_scan, chosen, options.keep, used), problems, cpu
     # used-by runs after the built-ins: they keep their lines
