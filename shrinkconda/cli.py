@@ -13,6 +13,7 @@ from shrinkconda import __version__, config, pipeline, profiles, strategies, tra
 from shrinkconda.dispatch.levels import CHOICES as CPU_LEVELS
 from shrinkconda.dispatch.levels import UnknownCpuLevelError
 from shrinkconda.errors import ShrinkError, UnknownProfileError, UnknownStrategyError
+from shrinkconda.phases import bytecode
 from shrinkconda.phases.strip import MODES as STRIP_MODES
 from shrinkconda.render import breakdown
 from shrinkconda.render.report import Report, render, to_json
@@ -90,6 +91,13 @@ def _common(func: F) -> F:
                           "unneeded from libraries, like Debian's dh_strip "
                           "[default: the profile's; safe: debug, aggressive: dh]."),
         click.option("--no-strip", is_flag=True, help="Do not strip ELF objects."),
+        click.option("--python-code", type=click.Choice(list(bytecode.FORMS)),
+                     help="The form Python code takes: source (.py only), bytecode "
+                          "(sourceless .pyc compiled by the env's python; what reads its "
+                          "own sources keeps them), or both (.py plus unchecked-hash "
+                          "__pycache__ files, valid after mtimes are reset) [default: the "
+                          "profile's; safe: source, aggressive: bytecode; with --used-by: "
+                          "bytecode]."),
         click.option("--jobs", type=click.IntRange(min=1), metavar="N",
                      help="Strip N files at once [default: number of CPUs]."),
         click.option("--conda-pack-views", is_flag=True,
@@ -141,15 +149,16 @@ def main() -> None:
 @_common
 def audit(prefix: str | None, profile: str, only: tuple[str, ...], skip: tuple[str, ...],
           keep: tuple[str, ...], keep_locales: tuple[str, ...], strip_mode: str | None,
-          no_strip: bool, jobs: int | None, conda_pack_views: bool, as_json: bool,
-          quiet: bool, by: str | None, html_file: str | None, compressed: bool,
+          no_strip: bool, python_code: str | None, jobs: int | None, conda_pack_views: bool,
+          as_json: bool, quiet: bool, by: str | None, html_file: str | None, compressed: bool,
           used_by: tuple[str, ...], used_by_timeout: float, target_cpu: str | None) -> None:
     """Say what a shrink would free, changing nothing (a dry run).
 
     With --used-by, the commands do run (traced), so they must be safe to run here.
     """
     options = replace(_with_used_by(_options(profile, only, skip, keep, keep_locales,
-                                             strip_mode, no_strip, jobs, conda_pack_views),
+                                             strip_mode, no_strip, python_code, jobs,
+                                             conda_pack_views),
                                     used_by, used_by_timeout, quiet),
                       extras=breakdown.Wanted(by == "package", html_file, compressed),
                       target_cpu=target_cpu)
@@ -167,8 +176,9 @@ def audit(prefix: str | None, profile: str, only: tuple[str, ...], skip: tuple[s
                    "if it fails, the shrink is rolled back (repeatable).")
 def shrink(prefix: str | None, profile: str, only: tuple[str, ...], skip: tuple[str, ...],
            keep: tuple[str, ...], keep_locales: tuple[str, ...], strip_mode: str | None,
-           no_strip: bool, jobs: int | None, conda_pack_views: bool, as_json: bool,
-           quiet: bool, by: str | None, html_file: str | None, compressed: bool,
+           no_strip: bool, python_code: str | None, jobs: int | None,
+           conda_pack_views: bool, as_json: bool, quiet: bool, by: str | None,
+           html_file: str | None, compressed: bool,
            used_by: tuple[str, ...], used_by_timeout: float, target_cpu: str | None, yes: bool,
            no_verify: bool,
            verify_commands: tuple[str, ...]) -> None:
@@ -179,7 +189,8 @@ def shrink(prefix: str | None, profile: str, only: tuple[str, ...], skip: tuple[
     """
     target = _prefix(prefix)
     options = replace(_with_used_by(_options(profile, only, skip, keep, keep_locales,
-                                             strip_mode, no_strip, jobs, conda_pack_views),
+                                             strip_mode, no_strip, python_code, jobs,
+                                             conda_pack_views),
                                     used_by, used_by_timeout, quiet),
                       verify=not no_verify, verify_commands=verify_commands,
                       extras=breakdown.Wanted(by == "package", html_file, compressed),
@@ -238,11 +249,12 @@ def list_profiles() -> None:
 
 def _options(profile: str, only: tuple[str, ...], skip: tuple[str, ...],
              keep: tuple[str, ...], keep_locales: tuple[str, ...], strip_mode: str | None,
-             no_strip: bool, jobs: int | None, conda_pack_views: bool) -> pipeline.Options:
+             no_strip: bool, python_code: str | None, jobs: int | None,
+             conda_pack_views: bool) -> pipeline.Options:
     return pipeline.Options(
         profile=profile, only=only, skip=skip, keep=keep, keep_locales=keep_locales,
         strip_mode=None if no_strip else (strip_mode or pipeline.FROM_PROFILE), jobs=jobs,
-        conda_pack_views=conda_pack_views)
+        conda_pack_views=conda_pack_views, python_code=python_code or pipeline.FROM_PROFILE)
 
 
 def _with_used_by(options: pipeline.Options, used_by: tuple[str, ...], timeout: float,

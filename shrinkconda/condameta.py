@@ -76,7 +76,12 @@ def updated_records(prefix: Path, payload: dict[str, Any]) -> Iterator[RecordCha
     """What the commit does to each record it changes, one record at a time (a large
     env's records add up to hundreds of megabytes); nothing is written."""
     roots = {root for paths in payload["removed"].values() for root in paths}
-    stripped: dict[str, list[Any]] = payload["stripped"]
+    # Files rewritten in place (stripped, recompiled) get their new size and sha256;
+    # files a shrink added are listed by the record that lists their source.
+    stripped: dict[str, list[Any]] = {**payload["stripped"], **payload.get("rewritten", {})}
+    added: dict[str, list[list[Any]]] = {}
+    for path, (size, digest, source) in payload.get("added", {}).items():
+        added.setdefault(source, []).append([path, size, digest])
     views = bool(payload.get("views"))
     for record in sorted((prefix / "conda-meta").glob("*.json")):
         try:
@@ -85,16 +90,18 @@ def updated_records(prefix: Path, payload: dict[str, Any]) -> Iterator[RecordCha
             continue  # reported by the scan; not ours to repair
         if not isinstance(doc, dict):
             continue
-        change = _change(prefix, record, doc, roots, stripped, views)
+        change = _change(prefix, record, doc, roots, stripped, added, views)
         if change is not None:
             yield change
 
 
 def _change(prefix: Path, record: Path, doc: dict[str, Any], roots: set[str],
-            stripped: dict[str, list[Any]], views: bool) -> RecordChange | None:
+            stripped: dict[str, list[Any]], added: dict[str, list[list[Any]]], views: bool
+            ) -> RecordChange | None:
     name = doc.get("name") if isinstance(doc.get("name"), str) else record.stem
     had_files = bool(doc.get("files"))
-    changed = _update(doc, roots, stripped)
+    changed = _add(doc, added)
+    changed |= _update(doc, roots, stripped)
     if had_files and not doc.get("files") and not (doc.get("paths_data") or {}).get("paths"):
         return RecordChange(record, str(name), drop=True)
     link = doc.get("link")
@@ -315,6 +322,29 @@ def _update(doc: dict[str, Any], roots: set[str], stripped: dict[str, list[Any]]
             kept_paths.append(entry)
         doc["paths_data"]["paths"] = kept_paths
     return changed
+
+
+def _add(doc: dict[str, Any], added: dict[str, list[list[Any]]]) -> bool:
+    """List the files added for this record's sources (compiled bytecode), as conda
+    lists the bytecode it compiles at link time: ``path_type`` ``pyc_file``."""
+    files = doc.get("files")
+    if not added or not isinstance(files, list):
+        return False
+    new = [entry for source in files if isinstance(source, str)
+           for entry in added.get(source, ())]
+    if not new:
+        return False
+    listed = set(files)
+    files.extend(path for path, _, _ in new if path not in listed)
+    paths = (doc.get("paths_data") or {}).get("paths")
+    if isinstance(paths, list):
+        known = {e.get("_path") for e in paths if isinstance(e, dict)}
+        for path, size, digest in new:
+            if path in known:
+                continue  # listed already: _update refreshes its size and sha256
+            paths.append({"_path": path, "path_type": "pyc_file", "sha256": digest,
+                          "size_in_bytes": size})
+    return True
 
 
 def _under(path: str, roots: set[str]) -> bool:

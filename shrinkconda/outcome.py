@@ -12,20 +12,18 @@ from typing import Any, Callable
 from shrinkconda import __version__, condameta, transaction, used_by
 from shrinkconda.accounting import Ledger, Saving
 from shrinkconda.phases import dedup_phase, strip_phase
-from shrinkconda.phases.dedup_phase import DedupPhase
-from shrinkconda.phases.strip import Replacement
-from shrinkconda.phases.strip_phase import StripPhase
+from shrinkconda.phases.base import Outcome
 from shrinkconda.plan import Plan
 from shrinkconda.render.report import Broken, Line, Report, counted
 from shrinkconda.scan import Problem, Scan
 
 
-def without_failed(scan_: Scan, removed: bytearray, made: list[Replacement],
+def without_failed(scan_: Scan, removed: bytearray, phases: Sequence[Outcome],
                    failed: Sequence[tuple[transaction.Step, str]]
-                   ) -> tuple[bytearray, list[Replacement]]:
-    """What really left: the plan minus the steps that could not be staged."""
+                   ) -> tuple[bytearray, tuple[Outcome, ...]]:
+    """What really left: the plan and the phases minus the steps that could not be staged."""
     if not failed:
-        return removed, made
+        return removed, tuple(phases)
     failed_paths = {step.path for step, _ in failed}
     removed = bytearray(removed)
     for index, path in enumerate(scan_.paths):
@@ -35,43 +33,57 @@ def without_failed(scan_: Scan, removed: bytearray, made: list[Replacement],
             while parent > 0 and removed[parent]:  # a directory emptied around it stays
                 removed[parent] = 0
                 parent = scan_.parents[parent]
-    return removed, [m for m in made if scan_.paths[m.index] not in failed_paths]
+    return removed, tuple(p.without(failed_paths, scan_) for p in phases)
 
 
-def payload(the_plan: Plan, removed: bytearray, made: Sequence[Replacement],
-            strip_mode: str | None, views: bool, digest: Callable[[Path], str],
-            linked: DedupPhase | None = None) -> dict[str, Any]:
+def payload(the_plan: Plan, removed: bytearray, phases: Sequence[Outcome],
+            strip_mode: str | None, views: bool, digest: Callable[[Path], str]
+            ) -> dict[str, Any]:
     """What the commit records in ``conda-meta``: small, roots only. ``strip_mode`` is
     ``None`` when the strip phase did not run."""
     scan_ = the_plan.scan
+    prefix = scan_.prefix
+    by_name = {p.name: p for p in phases}
     by_strategy: dict[str, list[str]] = {}
     for selection in the_plan.selections:
         roots = [scan_.paths[i] for i in selection.indices
                  if removed[i] and not removed[scan_.parents[i]]]
         by_strategy[selection.strategy] = sorted(roots)
+    for phase in phases:
+        if phase.removed:
+            by_strategy[phase.name] = sorted(scan_.paths[i] for i in phase.removed)
+    stripped = by_name[strip_phase.NAME].replaced if strip_phase.NAME in by_name else ()
     record: dict[str, Any] = {
         "id": uuid.uuid4().hex,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "shrinkconda": __version__,
         "removed": by_strategy,
         "strip_mode": strip_mode,
-        "stripped": {scan_.paths[m.index]: [m.size, digest(scan_.prefix / scan_.paths[m.index])]
-                     for m in made},
+        "stripped": {scan_.paths[m.index]: [m.size, digest(prefix / scan_.paths[m.index])]
+                     for m in stripped},
         "kept": [[k.path, k.reason] for k in the_plan.kept],
         "views": views,
     }
-    if linked is not None:
+    rewritten = {scan_.paths[r.index]: [r.size, digest(prefix / scan_.paths[r.index])]
+                 for p in phases if p.name != strip_phase.NAME for r in p.replaced}
+    if rewritten:
+        record["rewritten"] = rewritten
+    added = {path: [size, digest(prefix / path), source]
+             for p in phases for a in p.added for path, size, source in a.files}
+    if added:
+        record["added"] = added
+    if dedup_phase.NAME in by_name:
         record["deduplicated"] = {scan_.paths[k.index]: scan_.paths[k.target]
-                                  for k in linked.links}
+                                  for k in by_name[dedup_phase.NAME].linked}
     return record
 
 
 def report(the_plan: Plan, removed: bytearray, problems: list[Problem], dry_run: bool,
-           stripped: StripPhase | None = None, notes: tuple[str, ...] = (),
+           phases: Sequence[Outcome] = (), notes: tuple[str, ...] = (),
            broken: tuple[Broken, ...] = (), verified: bool | None = None,
            rolled_back: bool = False, metadata: Sequence[condameta.Change] = (),
-           removed_packages: Sequence[str] = (), linked: DedupPhase | None = None) -> Report:
-    """The report: each strategy's removals, then the strip and dedup phases and the
+           removed_packages: Sequence[str] = ()) -> Report:
+    """The report: each strategy's removals, then each phase's changes and the
     ``conda-meta`` changes, counted in one :class:`Ledger` so no inode counts twice."""
     ledger = Ledger(the_plan.scan)
     lines: tuple[Line, ...] = ()
@@ -83,14 +95,12 @@ def report(the_plan: Plan, removed: bytearray, problems: list[Problem], dry_run:
             lines += (Line(s.strategy, saving),)
         else:
             lines += (Line(s.strategy, ledger.remove(i for i in s.indices if removed[i])),)
-    if stripped is not None:
-        lines += (Line(strip_phase.NAME, strip_phase.saving(ledger, stripped.replaced)),)
-        problems = problems + stripped.problems
-        notes += stripped.notes
-    if linked is not None:
-        lines += (Line(dedup_phase.NAME, ledger.remove(k.index for k in linked.links)),)
-        problems = problems + linked.problems
-        notes += linked.notes
+    kept = the_plan.kept
+    for phase in phases:
+        lines += (Line(phase.name, phase.saving(ledger, the_plan.scan)),)
+        problems = problems + list(phase.problems)
+        notes += phase.notes
+        kept += phase.kept
     if metadata:
         lines += (Line("conda-meta", _metadata_saving(ledger, the_plan.scan, metadata)),)
     if removed_packages:
@@ -115,7 +125,7 @@ def report(the_plan: Plan, removed: bytearray, problems: list[Problem], dry_run:
         allocated_after=ledger.allocated,
         lines=lines,
         errors=tuple(problems),
-        kept=the_plan.kept,
+        kept=kept,
         notes=notes,
         verified=None if dry_run else verified,
         rolled_back=rolled_back,

@@ -22,7 +22,8 @@ from shrinkconda import (
     verify,
 )
 from shrinkconda.dispatch import check as dispatch_check
-from shrinkconda.phases import dedup_phase, strip, strip_phase
+from shrinkconda.phases import bytecode, dedup_phase, strip_phase
+from shrinkconda.phases.base import Outcome, Phase, Replacement, removed_by, run_all
 from shrinkconda.plan import Plan, plan
 from shrinkconda.render import breakdown
 from shrinkconda.render.report import Report, counted
@@ -39,6 +40,11 @@ DEDUP = dedup_phase.NAME
 the strip phase since it replaces files by links instead of removing them."""
 FROM_PROFILE = "profile"
 """``Options.strip_mode`` that means: the profile's strip mode."""
+PYTHON_CODE = bytecode.NAME
+"""The python-code phase's name; ``--only``/``--skip`` take it like a strategy (skipped,
+code stays in ``source`` form)."""
+BYTECODE = "bytecode"
+"""The strategy that removes compiled files when code stays in ``source`` form."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,9 @@ class Options:
     """Seconds each ``used_by`` command may run, before and after the shrink."""
     command_output: trace.Output = None
     """Where the ``used_by`` commands' output goes while traced (``None``: nowhere)."""
+    python_code: str = FROM_PROFILE
+    """The form Python code takes (:data:`~shrinkconda.phases.bytecode.FORMS`):
+    :data:`FROM_PROFILE` takes the profile's, or ``bytecode`` with ``used_by``."""
     target_cpu: str | None = None
     """The lowest x86-64 level (or ``native``) the env must run on: dispatched kernels
     no CPU at or above it loads go, and the dispatch is capped there. ``None``: every
@@ -110,18 +119,16 @@ def audit(prefix: str | os.PathLike[str], options: Options = Options(),
         notes += cpu.notes
         extras = breakdown.Breakdown(options.extras, the_plan)
         removed = the_plan.removed()
-        stripped = strip_phase.predict(the_plan.scan, removed, mode, _stage(progress, STRIP))
-        replaced = stripped.replaced if stripped else ()
-        linked = dedup_phase.predict(the_plan.scan, removed, replaced,
-                                     options.conda_pack_views) if dedups else None
-        payload = outcome.payload(the_plan, removed, replaced, mode, options.conda_pack_views,
-                                  digest=lambda path: "0" * 64, linked=linked)
+        changes = run_all(_phases(options, mode, dedups, usage, progress), the_plan.scan,
+                             removed)
+        payload = outcome.payload(the_plan, removed, changes, mode, options.conda_pack_views,
+                                  digest=lambda path: "0" * 64)
         metadata, dropped = condameta.predict(the_plan.scan, payload)
-        report = outcome.report(the_plan, removed, problems, dry_run=True, stripped=stripped,
-                                notes=notes, metadata=metadata, removed_packages=dropped,
-                                linked=linked)
-        return extras.finish(report, removed, replaced, metadata, lambda: breakdown.predicted_after(
-            the_plan, removed, replaced, options.strip_mode, payload, metadata, options.jobs))
+        report = outcome.report(the_plan, removed, problems, dry_run=True, phases=changes,
+                                notes=notes, metadata=metadata, removed_packages=dropped)
+        gone, replaced = removed_by(changes, the_plan.scan, removed), _stripped(changes)
+        return extras.finish(report, gone, replaced, metadata, lambda: breakdown.predicted_after(
+            the_plan, gone, replaced, options.strip_mode, payload, metadata, options.jobs))
 
 
 def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
@@ -156,20 +163,15 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
                                            used_by.modules_to_verify(the_plan, usage))
         removed = the_plan.removed()
         txn = transaction.Transaction(root)
-        made, stripping = strip_phase.make(scan_, removed, mode, options.jobs,
-                                           _stage(progress, STRIP), txn)
-        linked = dedup_phase.make(scan_, removed, made, txn, stripping.temp_dirs,
-                                  options.conda_pack_views) if dedups else None
-        temp_dirs = stripping.temp_dirs + (linked.temp_dirs if linked else ())
+        changes = run_all(_phases(options, mode, dedups, usage, progress), scan_, removed,
+                             txn)
         modules, verify_notes = importable.result()
         notes += verify_notes
-        steps = _steps(root, the_plan, made, linked)
+        steps = _steps(the_plan, changes)
         distributed = set(verify.top_level_modules(root)) if options.verify else set()
-        failed = txn.stage(steps, temp_dirs)
+        failed = txn.stage(steps, [d for change in changes for d in change.temp_dirs])
         problems += transaction.problems_for(failed)
-        removed, made = outcome.without_failed(scan_, removed, made, failed)
-        if linked is not None and failed:
-            linked = linked.without({step.path for step, _ in failed}, scan_)
+        removed, changes = outcome.without_failed(scan_, removed, changes, failed)
         if options.verify:
             verify.reuse_staged_bytecode(imports, txn.staging, steps)
         broken = verify.broken(imports, modules, distributed,
@@ -182,24 +184,22 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
             txn.rollback()
             report = outcome.report(
                 the_plan, bytearray(len(scan_)), problems, dry_run=False,
-                stripped=stripping.with_replaced(()) if options.strips() else None, notes=notes,
-                broken=broken, verified=True, rolled_back=True,
-                linked=linked.undone() if linked else None)
+                phases=[change.undone() for change in changes], notes=notes,
+                broken=broken, verified=True, rolled_back=True)
             return extras.finish(report, bytearray(len(scan_)), (), (), after=None)
         dropped: list[str] = []
-        txn.commit(outcome.payload(the_plan, removed, made, mode, options.conda_pack_views,
-                                   digest=condameta.sha256, linked=linked),
+        txn.commit(outcome.payload(the_plan, removed, changes, mode, options.conda_pack_views,
+                                   digest=condameta.sha256),
                    lambda payload: dropped.extend(condameta.apply(root, payload)))
         if options.verify and modules:
             notes += ((f"verified: the {counted(len(modules), 'top-level module')} "
                        "that imported before the shrink still import"),)
         metadata = condameta.measure(scan_)
         report = outcome.report(
-            the_plan, removed, problems, dry_run=False,
-            stripped=stripping.with_replaced(made) if options.strips() else None, notes=notes,
-            verified=options.verify, metadata=metadata, removed_packages=dropped, linked=linked)
-        return extras.finish(report, removed, made, metadata,
-                             lambda: breakdown.measured_after(root))
+            the_plan, removed, problems, dry_run=False, phases=changes, notes=notes,
+            verified=options.verify, metadata=metadata, removed_packages=dropped)
+        return extras.finish(report, removed_by(changes, scan_, removed),
+                             _stripped(changes), metadata, lambda: breakdown.measured_after(root))
 
 
 def _recover(root: Path) -> tuple[str, ...]:
@@ -216,15 +216,28 @@ def _resolve(options: Options
     profile, problems = profiles.find(options.profile)
     if options.strip_mode == FROM_PROFILE:
         options = replace(options, strip_mode=profile.strip_mode)
+    if options.python_code == FROM_PROFILE:
+        # An app-aware shrink is for size limits: bytecode alone starts as fast as both.
+        form = bytecode.BYTECODE if options.used_by else profile.python_code
+        options = replace(options, python_code=form)
+    if options.python_code not in bytecode.FORMS:
+        raise bytecode.PythonCodeUsageError(
+            f"unknown --python-code {options.python_code!r}; use one of "
+            f"{', '.join(bytecode.FORMS)}")
+    if (options.only and PYTHON_CODE not in options.only) or PYTHON_CODE in options.skip:
+        options = replace(options, python_code=bytecode.SOURCE)  # code stays as it is
     everything, plugin_problems = strategies.available()
-    only = tuple(n for n in options.only if n != STRIP)
-    skip = tuple(n for n in options.skip if n != STRIP)
+    only = tuple(n for n in options.only if n not in (STRIP, PYTHON_CODE))
+    skip = tuple(n for n in options.skip if n not in (STRIP, PYTHON_CODE))
     if options.only and not only:
         chosen: tuple[strategies.Strategy, ...] = ()  # --only strip
     else:
         chosen = strategies.choose(everything, only, skip, profile)
     chosen = tuple(locales.keeping(s, options.keep_locales) for s in chosen
-                   if not (s.name == DEDUP and s.origin == "built-in"))
+                   if not (s.name == DEDUP and s.origin == "built-in")
+                   # in the other forms the python-code phase owns every compiled file
+                   and not (s.name == BYTECODE and s.origin == "built-in"
+                            and options.python_code != bytecode.SOURCE))
     dedups = any(s.name == DEDUP for s in strategies.choose(everything, only, skip, profile)) \
         if not (options.only and not only) else False
     return options, chosen, dedups, [*problems, *plugin_problems]
@@ -246,17 +259,30 @@ def _plan(root: Path, chosen: Sequence[strategies.Strategy], plugin_problems: li
                 last=pruning.strategy), problems, cpu
 
 
-def _steps(root: Path, the_plan: Plan, made: Sequence[strip.Replacement],
-           linked: dedup_phase.DedupPhase | None) -> list[transaction.Step]:
-    """What the transaction stages: the removals' roots, then the stripped copies and the
-    links that take their originals' places."""
+def _phases(options: Options, mode: str | None, dedups: bool, usage: trace.Usage | None,
+            progress: StageProgress) -> list[Phase]:
+    """The phases that rewrite files, in order: the code's form, strip, dedup."""
+    chosen: list[Phase] = []
+    if options.python_code != bytecode.SOURCE:
+        chosen.append(bytecode.PythonCodePhase(
+            options.python_code, options.keep, usage.sources_read if usage else frozenset(),
+            options.jobs or os.cpu_count() or 2, _stage(progress, bytecode.NAME)))
+    if mode is not None:
+        chosen.append(strip_phase.StripPhase(mode, options.jobs, _stage(progress, STRIP)))
+    if dedups:
+        chosen.append(dedup_phase.DedupPhase(options.conda_pack_views))
+    return chosen
+
+
+def _stripped(changes: Sequence[Outcome]) -> list[Replacement]:
+    return [r for change in changes if change.name == STRIP for r in change.replaced]
+
+
+def _steps(the_plan: Plan, changes: Sequence[Outcome]) -> list[transaction.Step]:
+    """What the transaction stages: the removals' roots, then each phase's changes."""
     paths = the_plan.scan.paths
     steps = [transaction.Step(paths[i], f"r{n}") for n, i in enumerate(the_plan.roots())]
-    steps += [transaction.Step(paths[m.index], f"s{n}", os.path.relpath(m.temp, root))
-              for n, m in enumerate(made)]
-    steps += [transaction.Step(paths[k.index], f"d{n}", os.path.relpath(k.temp, root))
-              for n, k in enumerate(linked.links if linked else ())]
-    return steps
+    return steps + [step for change in changes for step in change.steps(the_plan.scan)]
 
 
 def _stage(progress: StageProgress, stage: str) -> Callable[[int], None] | None:

@@ -107,6 +107,19 @@ def plan(scan: Scan, strategies: Sequence[Strategy], keep: Iterable[str] = (),
     return Plan(scan, tuple(selections), tuple(kept))
 
 
+def protected_by(scan: Scan, keep: Sequence[str]) -> bytearray:
+    """A mask over the scan: nonzero where a ``--keep`` glob protects the entry (or an
+    entry below it, for the directories above)."""
+    if not keep:
+        return bytearray(len(scan))
+    mask = bytearray(len(scan))
+    pattern = re.compile("|".join(fnmatch.translate(g.strip("/")) for g in keep))
+    for index in range(1, len(scan)):
+        if pattern.match(scan.paths[index]):
+            _mark(scan, mask, index)
+    return mask
+
+
 def _claimed_path(scan: Scan, claimed: bytearray, path: str) -> bool:
     index = scan.find(path)
     return index is not None and bool(claimed[index])

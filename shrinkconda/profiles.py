@@ -36,6 +36,9 @@ class Profile:
     ``all``, or ``dh``: per file, as Debian's ``dh_strip`` does)."""
     defaults: bool = True
     """Whether it also runs every strategy that is on by default (built-in or plugin)."""
+    python_code: str = "source"
+    """The form Python code takes unless ``--python-code`` says otherwise: ``source``,
+    ``bytecode`` or ``both`` (see :mod:`shrinkconda.phases.bytecode`)."""
     origin: str = "built-in"
     """Where it came from: ``built-in`` or the entry point that registered it."""
 
@@ -64,6 +67,7 @@ AGGRESSIVE = Profile(
     strategies=("headers", "sources", "js-maps", "type-stubs", "dev-tools", "locales",
                 "dedup"),
     strip_mode="dh",
+    python_code="bytecode",
 )
 BUILTIN: tuple[Profile, ...] = (SAFE, AGGRESSIVE)
 DEFAULT = SAFE.name

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import threading
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable, Optional
@@ -57,6 +57,9 @@ _ARG = re.compile(r'(?:(?:AT_FDCWD|\d+)<' + _HEX + r'>, )?"' + _HEX + r'"')
 _FD = re.compile(r"<" + _HEX + r">")
 _AT_CWD = re.compile(r"AT_FDCWD<" + _HEX + r">")
 _MODULE_FILE = re.compile(r"\.(?:py|pyc|so)$")
+_OPENS = ("open", "openat", "openat2")
+_PY_HEX = tuple("".join(f"\\x{b:02x}" for b in s.encode()) for s in (".py", ".pyc"))
+"""``.py`` and ``.pyc`` as strace's ``-xx`` spells the end of a path."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,9 @@ class Usage:
     modules: frozenset[str]
     """Top-level modules whose code the workloads loaded (a ``.py``, ``.pyc`` or
     extension module file opened or checked under ``lib/pythonX.Y``)."""
+    sources_read: frozenset[str] = frozenset()
+    """``.py`` files (relative) a workload read as text, not only to import them: opened
+    although that process loaded their bytecode, or opened more than once."""
 
 
 def find_strace() -> str:
@@ -110,7 +116,8 @@ def trace(prefix: Path, commands: Sequence[str], timeout: float = TIMEOUT,
     runs += [(" ".join(argv), list(argv)) for argv in extra]
     for label, argv in runs:
         _run_one(strace, label, argv, env, timeout, output, resolver)
-    return Usage(frozenset(resolver.used), frozenset(_modules(resolver.used)))
+    return Usage(frozenset(resolver.used), frozenset(_modules(resolver.used)),
+                 frozenset(resolver.sources_read))
 
 
 def loaded_modules_in(prefix: Path) -> list[str]:
@@ -222,6 +229,7 @@ def _parse(lines: Iterable[str], label: str, resolver: _Resolver) -> None:
     """Feed every path of every successful call to ``resolver``; check nothing was lost."""
     seen: set[str] = set()
     ended: set[str] = set()
+    opened: dict[tuple[str, str], int] = {}  # (pid, .py or .pyc) -> opens
     cwd: dict[str, str] = {}
     pending: dict[str, str] = {}
     initial = os.getcwd()
@@ -267,6 +275,9 @@ def _parse(lines: Iterable[str], label: str, resolver: _Resolver) -> None:
             resolver.add(_unhex(fd_path))
         if returned:
             resolver.add(_unhex(returned))
+            if name in _OPENS and returned.endswith(_PY_HEX):
+                key = (pid, _unhex(returned))
+                opened[key] = opened.get(key, 0) + 1
         if name in ("chdir", "fchdir"):
             target = _FD.search(args)
             quoted = _ARG.search(args)
@@ -277,12 +288,26 @@ def _parse(lines: Iterable[str], label: str, resolver: _Resolver) -> None:
         if name in ("execve", "execveat"):
             for path in _ARG.findall(args)[:1]:
                 resolver.add_interpreter(os.path.join(here, _unhex(path[1])))
+    resolver.add_sources_read(_read_as_text(opened))
     lost = sorted(seen - ended, key=int)
     if lost:
         raise TraceIncomplete(
             f"tracing {label!r} lost track of process {lost[0]} (no exit in the trace: it "
             "escaped or the trace was cut short), so what it used may be incomplete; "
             "nothing was pruned")
+
+
+def _read_as_text(opened: dict[tuple[str, str], int]) -> Iterator[str]:
+    """The ``.py`` files a process read as text, not just to compile them on import:
+    it opened one whose ``__pycache__`` file it had loaded, or opened one twice (import
+    opens a source once, and only when it has no valid bytecode)."""
+    loaded = {(pid, f"{os.path.dirname(os.path.dirname(path))}/{os.path.basename(path)}"
+               .split(".", 1)[0])
+              for pid, path in opened if path.endswith(".pyc")
+              and os.path.basename(os.path.dirname(path)) == "__pycache__"}
+    for (pid, path), count in opened.items():
+        if path.endswith(".py") and (count > 1 or (pid, path[:-3].split(".", 1)[0]) in loaded):
+            yield path
 
 
 def _unhex(text: str) -> str:
@@ -296,6 +321,7 @@ class _Resolver:
         self.prefix = str(prefix)
         self._inside = self.prefix + "/"
         self.used: set[str] = set()
+        self.sources_read: set[str] = set()
         self._dirs: dict[str, str | None] = {}
         self._done: set[str] = set()
 
@@ -320,6 +346,12 @@ class _Resolver:
                 return
             path = os.fsdecode(words[0])
             self.add(path)
+
+    def add_sources_read(self, paths: Iterable[str]) -> None:
+        """``.py`` files read as text (see :func:`_read_as_text`), if in the prefix."""
+        for path in paths:
+            if path.startswith(self._inside):
+                self.sources_read.add(path[len(self._inside):])
 
     def _record(self, path: str) -> None:
         if path.startswith(self._inside):

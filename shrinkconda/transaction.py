@@ -24,11 +24,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 from shrinkconda.errors import ShrinkError
-from shrinkconda.phases.strip import TEMP_SUFFIX
 from shrinkconda.scan import STATE_DIR, Problem
 
 _CRASH_ENV = "SHRINKCONDA_TEST_CRASH_AFTER"
 """Test hook: SIGKILL this process after that many durable steps (see tests)."""
+
+
+TEMP_SUFFIX = ".shrinkconda-strip"
+"""Temporary files beside their originals (stripped copies, dedup links) are named
+``.<name>.<random>`` plus this, so that a crash's leftovers can be found."""
+ADDED = "+"
+""":attr:`Step.staged` of a step that adds a path the prefix did not have."""
 
 
 class LockedError(ShrinkError):
@@ -64,7 +70,9 @@ class Step:
     stripped or deduplicated file, hard-linked there and then atomically replaced by
     ``replacement`` (a temporary file in staging or beside it, relative to the
     prefix), so the path never goes missing. With ``staged`` empty,
-    ``path`` is a directory whose entries were staged one by one, removed at commit."""
+    ``path`` is a directory whose entries were staged one by one, removed at commit.
+    With ``staged`` :data:`ADDED`, ``path`` is new: ``replacement`` (a file or a
+    directory in staging) is renamed to it, and a rollback removes it again."""
 
     path: str
     staged: str
@@ -85,7 +93,7 @@ class Transaction:
 
     def prepare(self, temp_dirs: Sequence[str]) -> None:
         """Record where stripped copies are about to be written, so a crash can clean
-        them up (they are named ``.*`` + :data:`~shrinkconda.phases.strip.TEMP_SUFFIX`)."""
+        them up (they are named ``.*`` + :data:`TEMP_SUFFIX`)."""
         self.staging.mkdir(parents=True, exist_ok=True)
         self._write({"state": "preparing", "temp_dirs": list(temp_dirs), "steps": []})
 
@@ -104,7 +112,11 @@ class Transaction:
                 continue
             original, staged = self.prefix / step.path, self.staging / step.staged
             try:
-                if step.replacement:
+                if step.staged == ADDED:
+                    if os.path.lexists(original):  # rename() would replace an empty dir
+                        raise FileExistsError(errno.EEXIST, "it exists already")
+                    os.rename(self.prefix / step.replacement, original)
+                elif step.replacement:
                     os.link(original, staged)
                     self._step()
                     os.replace(self.prefix / step.replacement, original)
@@ -125,7 +137,10 @@ class Transaction:
     def rollback(self) -> None:
         """Put every staged path back where it was and delete temporary files."""
         doc = self._read()
-        for path, staged, _replacement in reversed(doc["steps"]):
+        for path, staged, replacement in reversed(doc["steps"]):
+            if staged == ADDED:
+                self._unadd(path, replacement)
+                continue
             source = self.staging / staged
             if staged and os.path.lexists(source):  # else never staged, or already restored
                 original = self.prefix / path
@@ -138,6 +153,17 @@ class Transaction:
                 self._step()
         self._remove_temps(doc["temp_dirs"])
         self._finish()
+
+    def _unadd(self, path: str, temp: str) -> None:
+        """Take back an added path: only if its temporary is gone, it was renamed in."""
+        if os.path.lexists(self.prefix / temp):
+            return  # never added (or it failed because the path existed)
+        added = self.prefix / path
+        if added.is_dir() and not added.is_symlink():
+            shutil.rmtree(added, ignore_errors=True)
+        elif os.path.lexists(added):
+            added.unlink()
+        self._step()
 
     def commit(self, payload: dict[str, Any], apply: Callable[[dict[str, Any]], object]) -> None:
         """Make the shrink final: record ``payload``, ``apply`` it, drop the staging."""

@@ -27,12 +27,13 @@ def _long_options(command: object) -> set[str]:
 
 EVERY_KEY = '''\
 profile = "aggressive"
-only = ["docs", "headers", "strip"]
+only = ["docs", "headers", "strip", "python-code"]
 skip = ["headers"]
 keep = ["share/doc/libdemo/*"]
 keep-locale = ["de"]
 strip-mode = "unneeded"
 no-strip = false
+python-code = "both"
 jobs = 1
 conda-pack-views = false
 by = "package"
@@ -55,14 +56,20 @@ def test_every_key_of_shrink_is_read(prefix: Path, tmp_path: Path) -> None:
     result = run_cli("shrink", "--config", str(_write(tmp_path, text)), str(prefix))
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)  # json = true
-    assert [s["name"] for s in doc["strategies"]] == ["docs", "target-cpu", "strip",
-                                                      "conda-meta"]
+    assert [s["name"] for s in doc["strategies"]] == ["docs", "target-cpu", "python-code",
+                                                      "strip", "conda-meta"]
     assert doc["verified"] is True
+    assert history_added(prefix), "python-code = both compiled nothing"
     history = json.loads((prefix / "conda-meta/shrinkconda-history.jsonl").read_text())
     assert history["strip_mode"] == "unneeded"
     assert (prefix / "share/doc/libdemo/README.md").exists()  # keep
     assert (tmp_path / "report.html").read_text().startswith("<!")  # html
     assert not (prefix / "share/man").exists()
+
+
+def history_added(prefix: Path) -> dict[str, object]:
+    history = json.loads((prefix / "conda-meta/shrinkconda-history.jsonl").read_text())
+    return {**history.get("added", {}), **history.get("rewritten", {})}
 
 
 def test_the_command_line_overrides_the_file(prefix: Path, tmp_path: Path) -> None:

@@ -38,10 +38,10 @@ def test_a_path_that_could_not_be_staged_stays_with_the_directories_around_it(
     the_scan = _tree(tmp_path)
     removed = plan(the_scan, [DOCS]).removed()
     failed = [(Step("share/doc/a/x.txt", "r0"), "Operation not permitted")]
-    after, made = outcome.without_failed(the_scan, removed, [], failed)
+    after, phases = outcome.without_failed(the_scan, removed, (), failed)
     gone = {the_scan.paths[i] for i in range(len(the_scan)) if after[i]}
     assert gone == {"share/doc/a/y.txt", "share/doc/b.txt"}
-    assert made == []
+    assert phases == ()
     assert removed[_index(the_scan, "share/doc/a/x.txt")]  # the plan's own mask is left as it was
 
 

@@ -20,27 +20,15 @@ import json
 import os
 import secrets
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
 
 from shrinkconda import condameta
-from shrinkconda.phases.strip import TEMP_SUFFIX
+from shrinkconda.phases.base import Link
 from shrinkconda.scan import FILE, Problem, Scan
+from shrinkconda.transaction import TEMP_SUFFIX
 
 NAME = "dedup"
 #: Never linked: records conda rewrites, caches and nested environments.
 _OUTSIDE_SCOPE = ("conda-meta/", "pkgs/", "envs/")
-
-
-@dataclass(frozen=True)
-class Link:
-    """A path that becomes a hard link to another path's inode."""
-
-    index: int
-    """Scan index of the duplicate, whose own inode leaves the prefix."""
-    target: int
-    """Scan index of a path of the inode that stays."""
-    temp: str = ""
-    """Absolute path of the temporary link beside the duplicate; "" for a prediction."""
 
 
 def find(scan: Scan, removed: bytearray, replaced: Collection[int] = ()
@@ -152,7 +140,7 @@ def make_links(scan: Scan, links: Iterable[Link], temp_dir: str | None = None
     prefix's filesystem: the transaction's staging directory) or beside the duplicate.
 
     They are named like stripped copies (``.<name>.<random>`` plus
-    :data:`~shrinkconda.phases.strip.TEMP_SUFFIX`), so a killed run's leftovers are cleaned up
+    :data:`~shrinkconda.transaction.TEMP_SUFFIX`), so a killed run's leftovers are cleaned up
     the same way.
     """
     made: list[Link] = []

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 from shrinkconda import transaction
 from shrinkconda.phases import dedup
-from shrinkconda.phases.strip import Replacement
-from shrinkconda.scan import Problem, Scan
+from shrinkconda.phases.base import Outcome
+from shrinkconda.scan import Scan
 
 NAME = dedup.NAME
 """The phase's name: a strategy for ``--only``/``--skip`` and profiles."""
@@ -23,39 +23,30 @@ _NO_VIEWS = ("dedup linked nothing: without --conda-pack-views every package who
 
 @dataclass(frozen=True)
 class DedupPhase:
-    """The links the dedup phase makes (or would), and what it has to say."""
+    """Identical files become hard links of one inode (only with conda-pack views)."""
 
-    links: Sequence[dedup.Link]
-    problems: list[Problem]
-    temp_dirs: tuple[str, ...] = ()
-    notes: tuple[str, ...] = ()
+    views: bool
+    """``--conda-pack-views``: without them dedup links nothing."""
+    name: str = NAME
 
-    def without(self, paths: set[str], scan_: Scan) -> DedupPhase:
-        """The phase minus the links at ``paths`` (those the transaction could not stage)."""
-        kept = [k for k in self.links if scan_.paths[k.index] not in paths]
-        return DedupPhase(kept, self.problems, self.temp_dirs, self.notes)
+    def predict(self, scan: Scan, removed: bytearray, earlier: Sequence[Outcome]) -> Outcome:
+        """The links a shrink would make among what the removals and earlier phases leave."""
+        if not self.views:
+            return Outcome(NAME, notes=(_NO_VIEWS,))
+        links, problems = dedup.find(scan, removed, _replaced(earlier))
+        return Outcome(NAME, linked=links, problems=problems)
 
-    def undone(self) -> DedupPhase:
-        """The phase after a rollback: no links, the same problems and notes."""
-        return DedupPhase([], self.problems, notes=self.notes)
+    def make(self, scan: Scan, removed: bytearray, earlier: Sequence[Outcome],
+             txn: transaction.Transaction) -> Outcome:
+        """The temporary links, made beside the duplicates, that the transaction swaps in."""
+        if not self.views:
+            return Outcome(NAME, notes=(_NO_VIEWS,))
+        found, problems = dedup.find(scan, removed, _replaced(earlier))
+        dirs = dedup.directories(scan, found)
+        txn.prepare(tuple(d for outcome in earlier for d in outcome.temp_dirs) + dirs)
+        links, failed = dedup.make_links(scan, found, str(txn.staging))
+        return Outcome(NAME, linked=links, problems=problems + failed, temp_dirs=dirs)
 
 
-def predict(scan_: Scan, removed: bytearray, replaced: Sequence[Replacement],
-            views: bool) -> DedupPhase:
-    """The links a shrink would make among what ``removed`` and ``replaced`` leave; none
-    without conda-pack ``views``."""
-    if not views:
-        return DedupPhase([], [], notes=(_NO_VIEWS,))
-    return DedupPhase(*dedup.find(scan_, removed, {r.index for r in replaced}))
-
-
-def make(scan_: Scan, removed: bytearray, made: Sequence[Replacement],
-         txn: transaction.Transaction, strip_dirs: tuple[str, ...], views: bool) -> DedupPhase:
-    """The temporary links, made in ``txn``'s staging, that the transaction swaps in."""
-    if not views:
-        return DedupPhase([], [], notes=(_NO_VIEWS,))
-    found, problems = dedup.find(scan_, removed, {m.index for m in made})
-    dirs = dedup.directories(scan_, found)
-    txn.prepare(strip_dirs + dirs)
-    links, failed = dedup.make_links(scan_, found, str(txn.staging))
-    return DedupPhase(links, problems + failed, dirs)
+def _replaced(earlier: Sequence[Outcome]) -> set[int]:
+    return {r.index for outcome in earlier for r in outcome.replaced}

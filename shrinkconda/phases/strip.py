@@ -20,7 +20,9 @@ from typing import Callable, TypeVar
 
 from shrinkconda.errors import ElfError, ShrinkError, StripToolMissing
 from shrinkconda.phases import elf
+from shrinkconda.phases.base import Replacement
 from shrinkconda.scan import FILE, MAGIC_ELF, Problem, Progress, Scan
+from shrinkconda.transaction import TEMP_SUFFIX
 
 #: The ``strip`` option for each mode.
 FLAGS = {"debug": "--strip-debug", "unneeded": "--strip-unneeded", "all": "--strip-all"}
@@ -29,8 +31,6 @@ DH = "dh"
 for shared libraries (see :func:`elf.dh_mode`)."""
 #: What ``--strip-mode`` accepts.
 MODES = (*FLAGS, DH)
-#: Stripped copies are named ``.<name>.<random>`` plus this, beside the original.
-TEMP_SUFFIX = ".shrinkconda-strip"
 
 _BLOCK = 4096
 """Allocation unit assumed when predicting a stripped file's on-disk size."""
@@ -51,20 +51,6 @@ class Candidates:
     linked_inside: tuple[int, ...]
     """ELF files whose inode has another surviving link inside the prefix: replacing one
     link would keep the old inode and add a new one, so they are left alone."""
-
-
-@dataclass(frozen=True)
-class Replacement:
-    """A file's stripped version: predicted, or written and waiting to be installed."""
-
-    index: int
-    """Scan index of the original."""
-    size: int
-    """Apparent size of the stripped file."""
-    allocated: int
-    """Bytes it takes on disk (predicted as whole 4 KiB blocks)."""
-    temp: str = ""
-    """Absolute path of the stripped copy beside the original; "" for a prediction."""
 
 
 def candidates(scan: Scan, removed: bytearray) -> Candidates:

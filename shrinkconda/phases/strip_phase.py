@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shrinkconda import transaction
-from shrinkconda.accounting import Ledger, Saving
 from shrinkconda.errors import StripToolMissing
 from shrinkconda.phases import strip
-from shrinkconda.scan import Problem, Progress, Scan
+from shrinkconda.phases.base import Outcome, Progress
+from shrinkconda.scan import Problem, Scan
 
 NAME = "strip"
 """The phase's name in the report; ``--only``/``--skip`` take it like a strategy."""
@@ -19,60 +19,42 @@ NAME = "strip"
 
 @dataclass(frozen=True)
 class StripPhase:
-    """What the strip phase replaces (or would), and what it has to say."""
+    """Strip debug information (or more, by ``mode``) from the ELF files that stay."""
 
-    replaced: Sequence[strip.Replacement]
-    problems: list[Problem]
-    notes: tuple[str, ...]
-    temp_dirs: tuple[str, ...] = ()
-    """Directories (relative) where stripped copies may lie, for crash recovery."""
+    mode: str
+    """``debug``, ``unneeded``, ``all`` or ``dh`` (see :data:`strip.MODES`)."""
+    jobs: int | None = None
+    progress: Progress = None
+    name: str = NAME
 
-    def with_replaced(self, replaced: Sequence[strip.Replacement]) -> StripPhase:
-        return StripPhase(replaced, self.problems, self.notes, self.temp_dirs)
+    def predict(self, scan: Scan, removed: bytearray, earlier: Sequence[Outcome]) -> Outcome:
+        """What stripping what the removals leave would replace."""
+        chosen = strip.candidates(scan, removed)
+        predicted, problems = strip.predict(scan, chosen.indices, self.mode, self.progress)
+        try:
+            strip.find_tool()
+        except StripToolMissing as exc:
+            problems.append(Problem("", str(exc)))
+        return Outcome(NAME, replaced=predicted, problems=problems,
+                       notes=_notes(scan, chosen, self.mode))
 
-
-def predict(scan_: Scan, removed: bytearray, mode: str | None,
-            progress: Progress = None) -> StripPhase | None:
-    """What stripping what the removals leave would replace; ``None`` if ``mode`` is."""
-    if mode is None:
-        return None
-    chosen = strip.candidates(scan_, removed)
-    predicted, problems = strip.predict(scan_, chosen.indices, mode, progress)
-    try:
-        strip.find_tool()
-    except StripToolMissing as exc:
-        problems.append(Problem("", str(exc)))
-    return StripPhase(predicted, problems, _notes(scan_, chosen, mode))
-
-
-def make(scan_: Scan, removed: bytearray, mode: str | None, jobs: int | None,
-         progress: Progress, txn: transaction.Transaction
-         ) -> tuple[list[strip.Replacement], StripPhase]:
-    """Stripped copies, made in ``txn``'s staging, of what the removals leave (none if
-    ``mode`` is ``None``), and the phase whose ``replaced`` the caller fills in once the
-    transaction has staged them."""
-    if mode is None:
-        return [], StripPhase((), [], ())
-    chosen = strip.candidates(scan_, removed)
-    notes = _notes(scan_, chosen, mode)
-    dirs = tuple(sorted({os.path.dirname(scan_.paths[i]) for i in chosen.indices}))
-    txn.prepare(dirs)
-    try:
-        made, problems = strip.make_stripped(scan_, chosen.indices, mode, jobs,
-                                             temp_dir=str(txn.staging), progress=progress)
-    except StripToolMissing as exc:
-        return [], StripPhase((), [Problem("", str(exc))], notes, dirs)
-    return list(made), StripPhase((), problems, notes, dirs)
+    def make(self, scan: Scan, removed: bytearray, earlier: Sequence[Outcome],
+             txn: transaction.Transaction) -> Outcome:
+        """Stripped copies beside the originals, for the transaction to swap in."""
+        chosen = strip.candidates(scan, removed)
+        notes = _notes(scan, chosen, self.mode)
+        dirs = tuple(sorted({os.path.dirname(scan.paths[i]) for i in chosen.indices}))
+        txn.prepare(dirs)
+        try:
+            made, problems = strip.make_stripped(scan, chosen.indices, self.mode, self.jobs,
+                                                 temp_dir=str(txn.staging),
+                                                 progress=self.progress)
+        except StripToolMissing as exc:
+            return Outcome(NAME, problems=[Problem("", str(exc))], notes=notes, temp_dirs=dirs)
+        return Outcome(NAME, replaced=list(made), problems=problems, notes=notes,
+                       temp_dirs=dirs)
 
 
-def saving(ledger: Ledger, replaced: Sequence[strip.Replacement]) -> Saving:
-    """What the stripped copies free, replacing their originals in ``ledger``."""
-    total = Saving(files=len(replaced))
-    for item in replaced:
-        total += ledger.replace(item.index, item.size, item.allocated)
-    return total
-
-
-def _notes(scan_: Scan, chosen: strip.Candidates, mode: str) -> tuple[str, ...]:
-    linked = strip.strippable(scan_, chosen.linked_inside, mode)
+def _notes(scan: Scan, chosen: strip.Candidates, mode: str) -> tuple[str, ...]:
+    linked = strip.strippable(scan, chosen.linked_inside, mode)
     return (strip.linked_inside_note(len(linked)),) if linked else ()

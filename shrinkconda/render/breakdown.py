@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from shrinkconda import cacheview, condameta
 from shrinkconda.errors import ReportFileError
-from shrinkconda.phases.strip import Replacement
+from shrinkconda.phases.base import Replacement
 from shrinkconda.plan import Plan
 from shrinkconda.render import compressed, html, packages
 from shrinkconda.render.report import Report

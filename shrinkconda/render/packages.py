@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from shrinkconda.accounting import Ledger, Saving
 from shrinkconda.cacheview import VIEWS
 from shrinkconda.condameta import Change
-from shrinkconda.phases.strip import Replacement
+from shrinkconda.phases.base import Replacement
 from shrinkconda.plan import Plan
 from shrinkconda.scan import DIR, FILE, Scan
 
