@@ -21,6 +21,7 @@ from shrinkconda import (
     used_by,
     verify,
 )
+from shrinkconda.dispatch import cap as dispatch_cap
 from shrinkconda.dispatch import check as dispatch_check
 from shrinkconda.phases import bytecode, dedup_phase, strip_phase
 from shrinkconda.phases.base import Outcome, Phase, Replacement, removed_by, run_all
@@ -119,8 +120,8 @@ def audit(prefix: str | os.PathLike[str], options: Options = Options(),
         notes += cpu.notes
         extras = breakdown.Breakdown(options.extras, the_plan)
         removed = the_plan.removed()
-        changes = run_all(_phases(options, mode, dedups, usage, progress), the_plan.scan,
-                             removed)
+        changes = run_all(_phases(options, mode, dedups, usage, progress, cpu), the_plan.scan,
+                          removed)
         payload = outcome.payload(the_plan, removed, changes, mode, options.conda_pack_views,
                                   digest=lambda path: "0" * 64)
         metadata, dropped = condameta.predict(the_plan.scan, payload)
@@ -163,8 +164,8 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
                                            used_by.modules_to_verify(the_plan, usage))
         removed = the_plan.removed()
         txn = transaction.Transaction(root)
-        changes = run_all(_phases(options, mode, dedups, usage, progress), scan_, removed,
-                             txn)
+        changes = run_all(_phases(options, mode, dedups, usage, progress, cpu), scan_, removed,
+                          txn)
         modules, verify_notes = importable.result()
         notes += verify_notes
         steps = _steps(the_plan, changes)
@@ -260,8 +261,9 @@ def _plan(root: Path, chosen: Sequence[strategies.Strategy], plugin_problems: li
 
 
 def _phases(options: Options, mode: str | None, dedups: bool, usage: trace.Usage | None,
-            progress: StageProgress) -> list[Phase]:
-    """The phases that rewrite files, in order: the code's form, strip, dedup."""
+            progress: StageProgress, cpu: dispatch.Dispatch) -> list[Phase]:
+    """The phases that rewrite or add files, in order: the code's form, strip, dedup,
+    the CPU dispatch cap."""
     chosen: list[Phase] = []
     if options.python_code != bytecode.SOURCE:
         chosen.append(bytecode.PythonCodePhase(
@@ -271,7 +273,7 @@ def _phases(options: Options, mode: str | None, dedups: bool, usage: trace.Usage
         chosen.append(strip_phase.StripPhase(mode, options.jobs, _stage(progress, STRIP)))
     if dedups:
         chosen.append(dedup_phase.DedupPhase(options.conda_pack_views))
-    return chosen
+    return chosen + dispatch_cap.phases(cpu)
 
 
 def _stripped(changes: Sequence[Outcome]) -> list[Replacement]:

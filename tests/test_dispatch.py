@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from condatools import conda_pack, records_problems
-from treeutil import contents
+from condatools import archive_members, conda_pack, record_paths, records_problems
+from treeutil import contents, prefix_python
 
 from fixtures.install import copy_tree
 from fixtures.mkl import BLAS_VML_APP, build_mkl_prefix
 from shrinkconda import Options, audit, shrink
 from shrinkconda.cli import main
-from shrinkconda.dispatch import families, levels, select
+from shrinkconda.dispatch import cap, families, levels, select
 from shrinkconda.dispatch.levels import CpuLevelError, Target, UnknownCpuLevelError
 from shrinkconda.scan import Scan, scan
 
@@ -36,6 +36,7 @@ KEEPS = {
 #: interface and threading layers, the OpenMP runtime.
 ALWAYS = ("libmkl_rt.so.3", "libmkl_core.so.3", "libmkl_intel_lp64.so.3",
           "libmkl_intel_thread.so.3", "libiomp5.so")
+PTH = f"lib/python3.11/site-packages/{cap.NAME}.pth"
 SHOW_CAP = "import os; print(os.environ.get('MKL_ENABLE_INSTRUCTIONS', 'unset'))"
 
 needs_strace = pytest.mark.skipif(shutil.which("strace") is None,
@@ -182,9 +183,26 @@ def test_x86_64_v3_shrink_removes_caps_and_still_computes(
         assert present == (_kernel_files(kernel) if kernel in ("def", "avx2") else set())
     run = run_app(mkl_prefix)
     assert run.returncode == 0 and run.stdout.endswith("ok\n"), run.stdout + run.stderr
+    # The cap: every python of the env, no activation; a value the user set wins.
+    assert prefix_python(mkl_prefix, SHOW_CAP).stdout == "AVX2\n"
+    mine = subprocess.run([str(mkl_prefix / "bin/python"), "-c", SHOW_CAP], check=False,
+                          text=True, capture_output=True,
+                          env={"MKL_ENABLE_INSTRUCTIONS": "SSE4_2"})
+    assert mine.stdout == "SSE4_2\n"
+    script = (f". {mkl_prefix}/{cap.ACTIVATE}; echo $MKL_ENABLE_INSTRUCTIONS; "
+              f". {mkl_prefix}/{cap.DEACTIVATE}; echo ${{MKL_ENABLE_INSTRUCTIONS-unset}}")
+    shell = subprocess.run(["sh", "-c", script], check=False, text=True, capture_output=True,
+                           env={"PATH": "/usr/bin:/bin"})
+    assert shell.stdout.split() == ["AVX2", "unset"]
+    added = [PTH, cap.ACTIVATE, cap.DEACTIVATE]
+    assert set(added) <= set(record_paths(mkl_prefix, "mkl"))
+    assert not any("avx512" in path for path in record_paths(mkl_prefix, "mkl"))
     assert records_problems(mkl_prefix) == []
     packed = conda_pack(mkl_prefix, tmp_path / "env.tar")
     assert packed.returncode == 0, packed.stderr
+    members = archive_members(tmp_path / "env.tar")
+    assert set(added) <= set(members)
+    assert not any("avx512" in name for name in members)
 
 
 @needs_strace
@@ -239,7 +257,8 @@ def test_a_family_whose_check_fails_rolls_back(mkl_prefix: Path, tmp_path: Path,
     [broken] = report.broken
     assert broken.check == "the mkl-cpu, mkl-vml check"
     assert "libmkl_def.so.3 is missing" in broken.error and "exit status 2" in broken.error
-    assert contents(mkl_prefix / "lib") == lib_before
+    assert contents(mkl_prefix / "lib") == lib_before  # the cap's .pth went too
+    assert not (mkl_prefix / "etc").exists()
     assert run_app(mkl_prefix).returncode == 0
 
 
