@@ -91,6 +91,7 @@ def select(scan: Scan, families: Sequence[Family], target: Target | None,
     caps: dict[str, str] = {}
     problems: list[Problem] = []
     notes: list[str] = []
+    above: dict[tuple[str, str], list[str]] = {}
     for family in families:
         found = _find(scan, family)
         if found is None:
@@ -116,7 +117,9 @@ def select(scan: Scan, families: Sequence[Family], target: Target | None,
             capped = _capped(family, target)
             if wanted:
                 caps[family.variable] = capped.cap
-                problems += _user_setting(family, capped, environ, target)
+                loaded = _user_setting(family, capped, environ)
+                if loaded:
+                    above.setdefault((family.variable, capped.cap), []).append(loaded)
             notes.append(f"--target-cpu {target.describe()}: {family.summary} "
                          f"({family.name}{_origin(family)}) keep "
                          f"{', '.join(m.name for m in kept if m.stem in found.files)}, "
@@ -125,6 +128,12 @@ def select(scan: Scan, families: Sequence[Family], target: Target | None,
             notes.append(f"--used-by: {family.summary} the commands did not load may go; "
                          f"to set {family.variable} to one of them later, keep it with "
                          f"--keep '{family.directory}/<library>.so*'")
+    for (variable, value), stems in above.items():
+        problems.append(Problem("", f"warning: {variable}={environ[variable]} is set where "
+                                    f"shrinkconda runs: a program started with it loads "
+                                    f"{' and '.join(stems)}, which --target-cpu "
+                                    f"{target.level if target else ''} removes; unset it or "
+                                    f"set {value}"))
     if target is not None and not found_all:
         notes.append(f"--target-cpu {target.describe()}: no CPU-dispatched library "
                      f"({', '.join(f.name for f in families)}) in this prefix: nothing to remove")
@@ -206,18 +215,15 @@ def _defaults(family: Family, used: bytearray | None) -> list[Member]:
     return list(family.members) if used is None else [m for m in family.members if m.default]
 
 
-def _user_setting(family: Family, capped: Member, environ: Mapping[str, str],
-                  target: Target) -> list[Problem]:
+def _user_setting(family: Family, capped: Member, environ: Mapping[str, str]) -> str:
+    """The library a cap value set by the user makes the dispatcher load, when the
+    target removes it; else ""."""
     value = environ.get(family.variable, "").strip().upper()
-    if not value:
-        return []
     matches = [m for m in family.members if m.tier is not None and value.startswith(m.cap)]
-    member = max(matches, key=lambda m: len(m.cap)) if matches else None
+    member = max(matches, key=lambda m: len(m.cap)) if value and matches else None
     if member is None or levels.rank(member.tier or "") <= levels.rank(capped.tier or ""):
-        return []
-    return [Problem("", f"warning: {family.variable}={value} is set where shrinkconda runs: "
-                        f"a program started with it loads {member.stem}, which --target-cpu "
-                        f"{target.level} removes; unset it or set {capped.cap}")]
+        return ""
+    return member.stem
 
 
 def _origin(family: Family) -> str:
