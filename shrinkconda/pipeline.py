@@ -177,7 +177,8 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
             verify.reuse_staged_bytecode(imports, txn.staging, steps)
         broken = verify.broken(imports, modules, distributed,
                                options.verify_commands + options.used_by,
-                               options.used_by_timeout) if options.verify else ()
+                               options.used_by_timeout,
+                               options.python_code != bytecode.SOURCE) if options.verify else ()
         calls, call_notes = dispatch_check.broken(scan_, cpu.pruned(removed)) \
             if options.verify else ((), ())
         broken, notes = (*broken, *calls), notes + call_notes

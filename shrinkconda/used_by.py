@@ -153,7 +153,7 @@ def trace_workloads(prefix: Path, commands: Sequence[str], timeout: float,
     extra = [[str(python), "-c", "pass"], [str(python), *verify.IMPORTER_ARGS]] if python else []
     usage = trace.trace(prefix, commands, timeout, output, extra)
     own = trace.resolve(prefix, [*trace.loaded_modules_in(prefix), sys.executable])
-    return Usage(usage.paths | own, usage.modules)
+    return Usage(usage.paths | own, usage.modules, usage.sources_read)
 
 
 def account(ledger: Ledger, scan: Scan, indices: Iterable[int]) -> tuple[Saving, dict[str, int]]:

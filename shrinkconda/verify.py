@@ -106,8 +106,13 @@ class ImportCheck:
             except OSError:
                 shutil.copyfile(staged / name, mirror / name)
 
-    def failing(self, modules: Sequence[str], after: bool = False) -> dict[str, str]:
+    def failing(self, modules: Sequence[str], after: bool = False,
+                bytecode_in_place: bool = False) -> dict[str, str]:
         """Import each module; return ``{module: error}`` for those that fail.
+
+        After a shrink that left valid bytecode in place (``--python-code bytecode`` or
+        ``both``), that bytecode is what is checked, without writing any; otherwise the
+        pass writes what it compiles to a cache outside the prefix.
 
         Modules are split over ``jobs`` interpreters; when one crashes, the module it
         was importing is charged with the crash and a fresh interpreter takes the rest.
@@ -118,7 +123,8 @@ class ImportCheck:
         home = self._workdir
         env = {"PATH": f"{self.prefix / 'bin'}:/usr/bin:/bin", "HOME": home,
                "LANG": "C.UTF-8", "CONDA_PREFIX": str(self.prefix), "MPLBACKEND": "Agg"}
-        cache = ["-X", f"pycache_prefix={self._cache}"] if after else ["-B"]
+        cache = ["-X", f"pycache_prefix={self._cache}"] if after and not bytecode_in_place \
+            else ["-B"]
         command = [str(python), "-I", *cache, "-c", _IMPORTER]
         failures: dict[str, str] = {}
         threads = [threading.Thread(target=_import_all,
@@ -213,7 +219,8 @@ def reuse_staged_bytecode(imports: ImportCheck, staging: Path,
 
 
 def broken(imports: ImportCheck, modules: list[str], distributed: set[str],
-           commands: Sequence[str], timeout: float) -> tuple[Broken, ...]:
+           commands: Sequence[str], timeout: float, bytecode_in_place: bool = False
+           ) -> tuple[Broken, ...]:
     """What the shrink broke: ``modules`` (those that imported before) that no longer
     import, and ``commands`` that no longer exit 0 within ``timeout`` (at least
     :data:`TIMEOUT`). ``distributed`` are the top-level modules before the shrink."""
@@ -222,7 +229,7 @@ def broken(imports: ImportCheck, modules: list[str], distributed: set[str],
     # included) must still import.
     gone = distributed - set(top_level_modules(imports.prefix))
     failing = imports.failing([m for m in modules if m.partition(".")[0] not in gone],
-                              after=True)
+                              after=True, bytecode_in_place=bytecode_in_place)
     failed = failing_commands(imports.prefix, commands, max(TIMEOUT, timeout))
     return tuple([Broken(m, "import", e) for m, e in sorted(failing.items())]
                  + [Broken(c, "command", e) for c, e in failed.items()])

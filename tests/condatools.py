@@ -144,7 +144,7 @@ def records_problems(prefix: Path) -> list[str]:
                 problems.append(f"{record.name}: missing {path}")
         for entry in doc["paths_data"]["paths"]:
             target = prefix / entry["_path"]
-            if entry.get("path_type") != "hardlink" or not target.is_file():
+            if entry.get("path_type") not in ("hardlink", "pyc_file") or not target.is_file():
                 continue
             expected = entry.get("sha256_in_prefix") if "prefix_placeholder" in entry \
                 else entry.get("sha256")
