@@ -49,9 +49,11 @@ def _kernel_files(kernel: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def template_mkl(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def template_mkl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """python, mkl, intel-openmp and tbb in a base-install prefix; do not modify."""
-    return build_mkl_prefix(tmp_path_factory.mktemp("mkl") / "prefix")
+    template = build_mkl_prefix(tmp_path_factory.mktemp("mkl") / "prefix")
+    yield template
+    shutil.rmtree(template, ignore_errors=True)  # 1.2 GB; pytest keeps three sessions' tmp
 
 
 @pytest.fixture(scope="module")
