@@ -20,8 +20,8 @@ STDLIB = "lib/python3.11"
 SITE = f"{STDLIB}/site-packages"
 DYNLOAD = f"{STDLIB}/lib-dynload/_tkinter.cpython-311-x86_64-linux-gnu.so"
 TKINTER = [f"{STDLIB}/tkinter", f"{STDLIB}/turtle.py", DYNLOAD]
-OTHER_TOOLS = [f"{STDLIB}/idlelib", f"{STDLIB}/turtledemo", f"{STDLIB}/ensurepip",
-               f"{STDLIB}/lib2to3", "bin/idle3.11", "bin/idle3", "bin/2to3-3.11", "bin/2to3"]
+OTHER_TOOLS = [f"{STDLIB}/idlelib", f"{STDLIB}/pydoc_data", f"{STDLIB}/turtledemo",
+               f"{STDLIB}/ensurepip", f"{STDLIB}/lib2to3", "bin/idle3.11", "bin/idle3", "bin/2to3-3.11", "bin/2to3"]
 TCLTK = ["lib/libtcl8.6.so", "lib/libtk8.6.so", "lib/tcl8.6", "lib/tk8.6", "bin/tclsh8.6",
          "bin/tclsh", "include/tcl.h"]
 ONLY = Options(only=("dev-tools",), strip_mode=None)

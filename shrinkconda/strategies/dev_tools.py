@@ -43,6 +43,9 @@ STDLIB = (
     Component("idlelib", ("idlelib",), ("idlelib",), "idle"),
     Component("turtledemo", ("turtledemo",), ("turtledemo",)),
     Component("lib2to3", ("lib2to3",), ("lib2to3",), "2to3"),
+    # help()'s topic texts: pydoc imports them inside functions and says they are
+    # missing when they are.
+    Component("pydoc_data", ("pydoc_data",), ("pydoc_data",)),
     Component("tkinter", ("tkinter", "_tkinter", "turtle"),
               ("tkinter", "turtle.py", "lib-dynload/_tkinter")),
 )
@@ -62,7 +65,8 @@ _ELSEWHERE = ("pkgs", "envs", "conda-meta")
 def select(scan: Scan) -> Iterator[Choice]:
     """Every file of the ``pip``, ``setuptools`` and ``wheel`` conda packages (their
     ``*.dist-info`` and ``bin/`` scripts too), with the directories they empty; the
-    stdlib's ``ensurepip``, ``idlelib``, ``turtledemo``, ``lib2to3`` and ``tkinter``
+    stdlib's ``ensurepip``, ``idlelib``, ``turtledemo``, ``lib2to3``, ``pydoc_data`` and
+    ``tkinter``
     (with ``turtle`` and ``_tkinter``), with their ``bin/`` scripts (``idle3``,
     ``2to3``), each unless code outside them imports it; and, once ``tkinter`` goes, the
     ``tk`` package (Tcl/Tk) unless an ELF object outside it needs one of its libraries.
@@ -233,7 +237,8 @@ def _whole_packages(scan: Scan, names: frozenset[str]) -> Iterator[int]:
 STRATEGY = Strategy(
     name="dev-tools",
     summary="pip, setuptools, wheel (whole, with their conda-meta records); stdlib "
-            "ensurepip, idlelib, turtledemo, lib2to3, tkinter with Tcl/Tk, unless imported",
+            "ensurepip, idlelib, turtledemo, lib2to3, pydoc_data, tkinter with Tcl/Tk, unless "
+            "imported",
     select=select,
     default=False,
     removes_distributions=True,
