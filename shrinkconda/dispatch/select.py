@@ -51,10 +51,12 @@ class Dispatch:
     problems: tuple[Problem, ...] = ()
     notes: tuple[str, ...] = ()
 
-    def guard(self, used: bytearray | None, size: int) -> bytearray:
+    def guard(self, used: bytearray | None, size: int) -> bytearray | None:
         """The plan's ``used`` mask: what the workloads used (``None``: nothing), plus
         what must stay, minus what the target lets go (the trace ran on one CPU, the
         cap keeps every CPU at or above the target away from it)."""
+        if used is None and not self.stays:
+            return None
         mask = bytearray(used) if used is not None else bytearray(size)
         for index in self.removes:
             mask[index] = 0
