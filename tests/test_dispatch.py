@@ -234,6 +234,10 @@ def test_used_by_with_a_target_keeps_what_the_target_allows(mkl_prefix: Path, ap
         present = {p for p in _kernel_files(kernel) if os.path.lexists(mkl_prefix / p)}
         assert present == (_kernel_files(kernel) if kernel in ("def", "avx2") else set())
     assert run_app(mkl_prefix).returncode == 0
+    # A later --used-by shrink keeps the cap, though no workload reads activate.d.
+    again = shrink(mkl_prefix, Options(used_by=(app,), strip_mode=None, python_code="source"))
+    assert not again.rolled_back, again.broken
+    assert all((mkl_prefix / p).is_file() for p in (PTH, cap.ACTIVATE, cap.DEACTIVATE))
 
 
 WRONG_PLUGIN = '''

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shrinkconda import transaction
-from shrinkconda.dispatch.select import Dispatch
+from shrinkconda.dispatch.select import CAP_NAME, Dispatch
 from shrinkconda.phases.base import Added, Outcome, Replacement
 from shrinkconda.scan import DIR, FILE, Scan
 
 PHASE = "cpu-cap"
 """The phase's line in the report."""
-NAME = "shrinkconda-cpu-cap"
+NAME = CAP_NAME
 """The added files' name (``.pth`` in site-packages, ``.sh`` in activate.d)."""
 ACTIVATE = f"etc/conda/activate.d/{NAME}.sh"
 DEACTIVATE = f"etc/conda/deactivate.d/{NAME}.sh"

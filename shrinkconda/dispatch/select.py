@@ -16,6 +16,10 @@ from shrinkconda.strategies.base import Strategy
 
 NAME = "target-cpu"
 """The selection's name in the report and the history."""
+CAP_NAME = "shrinkconda-cpu-cap"
+"""The cap files' name (:mod:`shrinkconda.dispatch.cap`)."""
+_CAP_GLOBS = (f"lib/python3*/site-packages/{CAP_NAME}.pth",
+              f"etc/conda/activate.d/{CAP_NAME}.sh", f"etc/conda/deactivate.d/{CAP_NAME}.sh")
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,8 @@ def select(scan: Scan, families: Sequence[Family], target: Target | None,
                                     f"{' and '.join(stems)}, which --target-cpu "
                                     f"{target.level if target else ''} removes; unset it or "
                                     f"set {value}"))
+    if used is not None:  # an earlier shrink's cap, whether the workloads read it or not
+        stays.update(_matching(scan, _CAP_GLOBS))
     if target is not None and not found_all:
         notes.append(f"--target-cpu {target.describe()}: no CPU-dispatched library "
                      f"({', '.join(f.name for f in families)}) in this prefix: nothing to remove")
