@@ -5,6 +5,7 @@
     .venv/bin/python scripts/bench.py audit [--sizes 10000 100000 1000000] [--reps 3]
     .venv/bin/python scripts/bench.py profile audit|shrink PREFIX [--args='--no-verify']
     .venv/bin/python scripts/bench.py used-by [--reps 3] [--no-pyinstaller]
+    .venv/bin/python scripts/bench.py startup [--reps 7] [--no-pyinstaller] [--only NAME ...]
 
 ``shrink``: each contender runs on its own fresh ``cp -a`` copy of the realistic prefix
 (built by ``build_realistic_env.py`` if missing), contenders alternating within each
@@ -21,6 +22,10 @@ and reused) against ``find PREFIX -printf '%s %i %n\\n' > /dev/null``, alternati
 
 ``used-by``: app-aware shrinking against its floor, the default shrink and PyInstaller;
 see ``scripts/bench_used_by.py``.
+
+``startup``: bytes and read-only cold start (fresh processes, ``PYTHONDONTWRITEBYTECODE=1``,
+alternating, medians) of the service imports for every contender, profile and
+``--python-code`` form, PyInstaller and compileall; see ``scripts/bench_startup.py``.
 
 ``profile``: cProfile of one ``shrinkconda audit PREFIX`` or ``shrink`` of a fresh copy;
 prints the functions with the most own and cumulative time.
@@ -656,6 +661,13 @@ def main(argv: list[str] | None = None) -> int:
                              "(scripts/bench_used_by.py)")
     used_by.add_argument("--reps", type=int, default=3, help="runs of each app, timed")
     used_by.add_argument("--no-pyinstaller", action="store_true")
+    startup = sub.add_parser("startup", help="bytes and read-only cold start of every "
+                             "contender, profile and --python-code form "
+                             "(scripts/bench_startup.py)")
+    startup.add_argument("--reps", type=int, default=7, help="starts of each contender")
+    startup.add_argument("--no-pyinstaller", action="store_true")
+    startup.add_argument("--only", nargs="+", metavar="NAME",
+                         help="only these contenders (the unshrunk env always runs)")
     prof = sub.add_parser("profile", help="cProfile one shrinkconda audit or shrink")
     prof.add_argument("action", choices=("audit", "shrink"))
     prof.add_argument("target", type=Path, help="the prefix (shrink works on a copy)")
@@ -683,6 +695,11 @@ def main(argv: list[str] | None = None) -> int:
 
         results = used_by_bench(args, shrinkconda_env(), copy_tree)
         print(used_by_table(results))
+    elif args.kind == "startup":
+        from bench_startup import startup_bench, startup_table
+
+        results = startup_bench(args, shrinkconda_env(), copy_tree)
+        print(startup_table(results))
     else:
         results = profile(args)
     out = args.out or args.workdir / f"results-{args.kind}.json"

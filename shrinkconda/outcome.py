@@ -14,8 +14,11 @@ from shrinkconda.accounting import Ledger, Saving
 from shrinkconda.phases import dedup_phase, strip_phase
 from shrinkconda.phases.base import Outcome
 from shrinkconda.plan import Plan
-from shrinkconda.render.report import Broken, Line, Report, counted
+from shrinkconda.render.report import Broken, Line, Report, counted, human
 from shrinkconda.scan import Problem, Scan
+
+BYTECODE_STRATEGY = "bytecode"
+"""The strategy whose removals the start-up note is about."""
 
 
 def without_failed(scan_: Scan, removed: bytearray, phases: Sequence[Outcome],
@@ -95,6 +98,7 @@ def report(the_plan: Plan, removed: bytearray, problems: list[Problem], dry_run:
             lines += (Line(s.strategy, saving),)
         else:
             lines += (Line(s.strategy, ledger.remove(i for i in s.indices if removed[i])),)
+    notes += _startup_note(lines)
     kept = the_plan.kept
     for phase in phases:
         lines += (Line(phase.name, phase.saving(ledger, the_plan.scan)),)
@@ -133,6 +137,19 @@ def report(the_plan: Plan, removed: bytearray, problems: list[Problem], dry_run:
         removed_packages=tuple(removed_packages),
         used_by=tuple(sorted(per_package.items())),
     )
+
+
+def _startup_note(lines: tuple[Line, ...]) -> tuple[str, ...]:
+    """What removing compiled bytecode costs at start-up, and what keeping it costs."""
+    removed = sum(line.saving.bytes for line in lines if line.name == BYTECODE_STRATEGY)
+    if removed <= 0:
+        return ()
+    return ((f"code stays as source: Python compiles again, at every start where it cannot "
+             f"write the {human(removed)} of bytecode back (a read-only image, AWS Lambda), "
+             "each module it imports: 3.4x slower imports measured for a data-science "
+             f"service. --python-code both keeps start-up fast for about {human(removed)} "
+             "more, valid even after file times are reset; --python-code bytecode keeps it "
+             "fast without the sources"),)
 
 
 def _metadata_saving(ledger: Ledger, scan_: Scan,

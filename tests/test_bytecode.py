@@ -103,10 +103,12 @@ def test_both_compiles_what_a_noarch_package_lacked_and_survives_reset_mtimes(
     site = prefix / SITE
     assert not (site / "purepkg/__pycache__").exists()  # rattler compiles nothing
     before = contents(prefix / "bin")
+    predicted = audit(prefix, BOTH)
 
     report = shrink(prefix, BOTH)
 
     assert report.verified and not report.rolled_back
+    assert report.size_after == predicted.size_after
     pyc = site / f"purepkg/__pycache__/__init__.{TAG}.pyc"
     assert _pyc_header(pyc)[1] == 0b01  # PEP 552 hash-based, unchecked
     assert (site / "purepkg/__init__.py").is_file()
@@ -181,6 +183,16 @@ def test_a_python_that_does_not_run_refuses_bytecode_and_changes_nothing(
     assert os.path.exists(real)
 
 
+def test_an_env_without_python_has_no_code_to_convert(tmp_path: Path) -> None:
+    prefix = tmp_path / "env"
+    (prefix / "conda-meta").mkdir(parents=True)
+    (prefix / "share/doc/tool").mkdir(parents=True)
+    (prefix / "share/doc/tool/README").write_text("docs\n")
+    report = shrink(prefix, Options(profile="aggressive", strip_mode=None))
+    assert not (prefix / "share/doc/tool").exists()
+    assert any("no lib/pythonX.Y" in note for note in report.notes)
+
+
 def test_an_unknown_form_is_a_usage_error(prefix: Path) -> None:
     before = contents(prefix)
     result = run_cli("shrink", "-y", "--python-code", "pyz", str(prefix))
@@ -216,3 +228,17 @@ def test_used_by_keeps_the_sources_a_workload_reads_and_converts_the_rest(
                          check=False, capture_output=True, text=True, env=ENV)
     assert "return 'libuser'" in run.stdout, run.stderr
     assert records_problems(prefix) == []
+
+
+@pytest.mark.parametrize("step", [2, 30, 120])
+def test_a_shrink_killed_while_adding_bytecode_is_undone_by_the_next_run(
+        prefix: Path, step: int) -> None:
+    before = contents(prefix)
+    env = {**os.environ, "SHRINKCONDA_TEST_CRASH_AFTER": str(step)}
+    killed = run_cli("shrink", "-y", "-q", "--python-code", "bytecode", str(prefix), env=env)
+    assert killed.returncode == -9, (killed.returncode, killed.stderr)
+    recovered = run_cli("audit", "--json", "--python-code", "bytecode", str(prefix))
+    assert recovered.returncode == 0, recovered.stderr
+    notes = json.loads(recovered.stdout)["notes"]
+    assert any("rolled back a shrink that was interrupted" in n for n in notes), notes
+    assert contents(prefix) == before

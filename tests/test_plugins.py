@@ -14,7 +14,7 @@ from treeutil import run_cli
 
 PLUGIN_MODULE = '''
 """Removes CSS source maps, which no browser in a container will ask for."""
-from shrinkconda import Profile, Strategy
+from shrinkconda import Profile, SourceReader, Strategy
 
 
 def select(scan):
@@ -27,11 +27,13 @@ STRATEGY = Strategy(name="css-maps", summary="CSS source maps (*.css.map)",
                     select=select, default=False)
 PROFILE = Profile(name="lean", summary="only CSS maps, all symbols",
                   strategies=("css-maps",), strip_mode="all", defaults=False)
+READER = SourceReader(name="purepkg", reason="purepkg renders its own source as help")
 '''
 
 
 def _install_plugin(where: Path, name: str, entry_points: dict[str, str],
-                    module: str, profiles: dict[str, str] | None = None) -> Path:
+                    module: str, profiles: dict[str, str] | None = None,
+                    readers: dict[str, str] | None = None) -> Path:
     """Build and install a plugin distribution into ``where/site`` with pip."""
     src = where / f"{name}-src"
     (src / name).mkdir(parents=True)
@@ -52,6 +54,10 @@ def _install_plugin(where: Path, name: str, entry_points: dict[str, str],
         with open(src / "pyproject.toml", "a") as f:
             f.write('[project.entry-points."shrinkconda.profiles"]\n'
                     + "".join(f'{k} = "{v}"\n' for k, v in profiles.items()))
+    if readers:
+        with open(src / "pyproject.toml", "a") as f:
+            f.write('[project.entry-points."shrinkconda.source_readers"]\n'
+                    + "".join(f'{k} = "{v}"\n' for k, v in readers.items()))
     site = where / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
                     "--no-build-isolation", "--target", str(site), str(src)],
@@ -67,7 +73,8 @@ def _env_with(site: Path) -> dict[str, str]:
 def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _install_plugin(tmp_path_factory.mktemp("plugin"), "shrinkconda_cssmaps",
                            {"css-maps": "shrinkconda_cssmaps:STRATEGY"}, PLUGIN_MODULE,
-                           {"lean": "shrinkconda_cssmaps:PROFILE"})
+                           {"lean": "shrinkconda_cssmaps:PROFILE"},
+                           {"purepkg": "shrinkconda_cssmaps:READER"})
 
 
 def test_plugin_is_listed(plugin_site: Path) -> None:
@@ -103,6 +110,19 @@ def test_plugin_profile_chooses_strategies_and_strip_mode(plugin_site: Path,
     assert doc["strategies"][0]["files"] == 1
     unknown = run_cli("audit", "--profile", "nope", str(prefix), env=_env_with(plugin_site))
     assert unknown.returncode == 2 and "lean" in unknown.stderr
+
+
+def test_a_plugin_source_reader_keeps_that_packages_sources(plugin_site: Path,
+                                                           prefix: Path) -> None:
+    result = run_cli("audit", "--json", "--python-code", "bytecode", "--no-strip",
+                     str(prefix), env=_env_with(plugin_site))
+    assert result.returncode == 0, result.stderr
+    kept = {k["path"]: k["reason"] for k in json.loads(result.stdout)["kept"]}
+    assert kept["lib/python3.11/site-packages/purepkg"] == \
+        "purepkg renders its own source as help"
+    without = json.loads(run_cli("audit", "--json", "--python-code", "bytecode",
+                                 "--no-strip", str(prefix)).stdout)
+    assert "lib/python3.11/site-packages/purepkg" not in {k["path"] for k in without["kept"]}
 
 
 def test_broken_plugin_is_reported_and_skipped(tmp_path: Path, prefix: Path) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from shrinkconda import plugins, transaction
@@ -30,6 +30,7 @@ NAME = "python-code"
 SOURCE, BYTECODE, BOTH = "source", "bytecode", "both"
 FORMS = (SOURCE, BYTECODE, BOTH)
 ENTRY_POINT_GROUP = "shrinkconda.source_readers"
+_NO_PYTHON = "no lib/pythonX.Y: there is no Python code to compile"
 _TEMP = "python-code"
 """Where in staging the compiled files wait to be swapped in."""
 
@@ -93,7 +94,6 @@ class PythonCodePhase:
     jobs: int = 2
     progress: Progress = None
     name: str = NAME
-    readers: tuple[SourceReader, ...] = field(default=KNOWN_READERS)
 
     def predict(self, scan: Scan, removed: bytearray, earlier: Sequence[Outcome]) -> Outcome:
         """The changes, measured by compiling in memory: nothing is written."""
@@ -107,6 +107,8 @@ class PythonCodePhase:
     def _run(self, scan: Scan, removed: bytearray, out: Path | None) -> Outcome:
         if self.form == SOURCE:
             return Outcome(NAME)
+        if not any(True for _ in _python.python_libs(scan)):
+            return Outcome(NAME, notes=(_NO_PYTHON,))
         python = pycompile.probe(scan.prefix)
         tree = scan.find(f"lib/python{python.version}")
         notes = tuple(f"{scan.paths[i]} belongs to another Python than bin/python "
@@ -117,7 +119,8 @@ class PythonCodePhase:
             return Outcome(NAME, notes=notes)
         modules = list(_modules(scan, removed, protected_by(scan, self.keep), tree,
                                 python.cache_tag))
-        kept, as_source = self._kept(scan, tree, modules)
+        readers, plugin_problems = source_readers()
+        kept, as_source = self._kept(scan, tree, modules, readers)
         converting = self.form == BYTECODE
         jobs, fresh_dirs = _jobs(scan, modules, as_source, converting, python, out)
         if out is not None:
@@ -126,11 +129,12 @@ class PythonCodePhase:
                 (out / directory).mkdir(parents=True, exist_ok=True)
         results = pycompile.compile_all(python, [job for _, job in jobs], self.jobs,
                                         self.progress)
-        return _outcome(scan, removed, modules, jobs, results, fresh_dirs, out,
+        done = _outcome(scan, removed, modules, jobs, results, fresh_dirs, out,
                         python.cache_tag, kept, notes)
+        return replace(done, problems=[*plugin_problems, *done.problems])
 
-    def _kept(self, scan: Scan, tree: int, modules: list[_Module]
-              ) -> tuple[tuple[Kept, ...], set[int]]:
+    def _kept(self, scan: Scan, tree: int, modules: list[_Module],
+              readers: Sequence[SourceReader]) -> tuple[tuple[Kept, ...], set[int]]:
         """What keeps its ``.py`` in ``bytecode`` form, and why; in ``both``, nothing
         loses its source anyway."""
         if self.form != BYTECODE:
@@ -143,10 +147,10 @@ class PythonCodePhase:
             if site is not None and site < module.index < scan.ends[site]:
                 top = _python.top_package(scan, site, module.index)
                 by_top.setdefault(top, []).append(module.index)
-        readers = {r.name: r for r in self.readers}
+        known = {r.name: r for r in readers}
         for top, indices in by_top.items():
             name = scan.name(top).split(".")[0]
-            reason = readers[name].reason if name in readers else _reads_sources(scan, indices)
+            reason = known[name].reason if name in known else _reads_sources(scan, indices)
             if reason:
                 kept.append(Kept(scan.paths[top], reason))
                 as_source.update(indices)
