@@ -1,5 +1,10 @@
-"""The whole shrink, left to right: scan, plan, execute (as a transaction), report; each
-phase in its own module (scan, plan, strip_phase, dedup_phase, transaction, verify, outcome)."""
+"""The whole shrink, left to right, each stage in its own module: :mod:`scan`, then
+:mod:`plan` (the strategies choose, ``used_by`` and ``dispatch`` too), then the
+:mod:`phases` that rewrite or add files (python-code, strip, dedup, cpu-cap; an audit
+predicts them, a shrink makes them), checked for room by :mod:`preflight`; then the
+:mod:`transaction` stages everything, :mod:`verify` checks it, and it commits or rolls
+back; :mod:`outcome` says what happened. :mod:`faults` and :mod:`interrupt` make any
+failure or signal on the way end in one line and an untouched prefix."""
 
 from __future__ import annotations
 
@@ -26,11 +31,12 @@ from shrinkconda import (
 )
 from shrinkconda.dispatch import cap as dispatch_cap
 from shrinkconda.dispatch import check as dispatch_check
+from shrinkconda.dispatch.select import Found
 from shrinkconda.phases import bytecode, dedup_phase, strip_phase
 from shrinkconda.phases.base import Outcome, Phase, Replacement, removed_by, rooms, run_all
 from shrinkconda.plan import Plan, plan
 from shrinkconda.render import breakdown
-from shrinkconda.render.report import Report
+from shrinkconda.render.report import Broken, Report
 from shrinkconda.scan import Problem, Scan, check_prefix, scan
 from shrinkconda.strategies import locales
 from shrinkconda.units import counted
@@ -185,13 +191,9 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
         removed, changes = outcome.without_failed(scan_, removed, changes, failed)
         if options.verify:
             verify.reuse_staged_bytecode(imports, txn.staging, steps)
-        broken = verify.broken(imports, modules, distributed,
-                               options.verify_commands + options.used_by,
-                               options.used_by_timeout,
-                               options.python_code != bytecode.SOURCE) if options.verify else ()
-        calls, call_notes = dispatch_check.broken(scan_, cpu.pruned(removed)) \
-            if options.verify else ((), ())
-        broken, notes = (*broken, *calls), notes + call_notes
+        broken, verify_notes = _broken(imports, modules, distributed, options, scan_,
+                                       cpu.pruned(removed))
+        notes += verify_notes
         if broken:
             txn.rollback()
             report = outcome.report(
@@ -212,6 +214,20 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
             verified=options.verify, metadata=metadata, removed_packages=dropped)
         return extras.finish(report, removed_by(changes, scan_, removed),
                              _stripped(changes), metadata, lambda: breakdown.measured_after(root))
+
+
+def _broken(imports: verify.ImportCheck, modules: list[str], distributed: set[str],
+            options: Options, scan_: Scan, pruned: Sequence[Found]
+            ) -> tuple[tuple[Broken, ...], tuple[str, ...]]:
+    """What the staged shrink broke: imports, the user's and the traced commands, and
+    the calls into the dispatched libraries it pruned; with notes about the calls."""
+    if not options.verify:
+        return (), ()
+    broken = verify.broken(imports, modules, distributed,
+                           options.verify_commands + options.used_by, options.used_by_timeout,
+                           options.python_code != bytecode.SOURCE)
+    calls, notes = dispatch_check.broken(scan_, pruned)
+    return (*broken, *calls), notes
 
 
 def _recover(root: Path) -> tuple[str, ...]:
