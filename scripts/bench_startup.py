@@ -223,7 +223,8 @@ def pyinstaller_onedir(template: Path, work: Path) -> Path:
     build = work / "pyi-onedir"
     shutil.rmtree(build, ignore_errors=True)
     env = {"PATH": f"{template}/bin:/usr/bin:/bin", "LC_ALL": "C.UTF-8",
-           "HOME": str(work / "home"), "PYTHONPATH": str(lib), "PYTHONNOUSERSITE": "1"}
+           "HOME": str(work / "home"), "PYTHONPATH": str(lib), "PYTHONNOUSERSITE": "1",
+           "PYTHONDONTWRITEBYTECODE": "1"}  # the template must stay as installed
     subprocess.run([str(template / "bin" / "python"), "-m", "PyInstaller", "--onedir",
                     "--noconfirm", "--distpath", str(build / "dist"), "--workpath",
                     str(build / "build"), "--specpath", str(build), str(script)],

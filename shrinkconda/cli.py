@@ -20,6 +20,8 @@ from shrinkconda import (
     strategies,
     trace,
 )
+from shrinkconda.dispatch.levels import CHOICES as CPU_LEVELS
+from shrinkconda.dispatch.levels import UnknownCpuLevelError
 from shrinkconda.errors import (
     Interrupted,
     ShrinkError,
@@ -147,6 +149,11 @@ def _common(func: F) -> F:
         click.option("--used-by-timeout", type=click.FloatRange(min=0, min_open=True),
                      default=trace.TIMEOUT, show_default=True, metavar="SECONDS",
                      help="Kill a --used-by command, and all it started, after SECONDS."),
+        click.option("--target-cpu", type=click.Choice(CPU_LEVELS), metavar="LEVEL",
+                     help="The oldest x86-64 level the env will run on (x86_64, x86_64_v2, "
+                          "x86_64_v3, x86_64_v4, or native: this machine's): remove the "
+                          "CPU-dispatched kernels (oneMKL's) no CPU at or above it loads, "
+                          "and cap the dispatch there. Without it, every kernel stays."),
     ]
     for decorate in reversed(decorators):
         func = decorate(func)
@@ -169,7 +176,7 @@ def audit(prefix: str | None, profile: str, only: tuple[str, ...], skip: tuple[s
           keep: tuple[str, ...], keep_locales: tuple[str, ...], strip_mode: str | None,
           no_strip: bool, python_code: str | None, jobs: int | None, conda_pack_views: bool,
           as_json: bool, quiet: bool, by: str | None, html_file: str | None, compressed: bool,
-          used_by: tuple[str, ...], used_by_timeout: float) -> None:
+          used_by: tuple[str, ...], used_by_timeout: float, target_cpu: str | None) -> None:
     """Say what a shrink would free, changing nothing (a dry run).
 
     With --used-by, the commands do run (traced), so they must be safe to run here.
@@ -178,7 +185,8 @@ def audit(prefix: str | None, profile: str, only: tuple[str, ...], skip: tuple[s
                                              strip_mode, no_strip, python_code, jobs,
                                              conda_pack_views),
                                     used_by, used_by_timeout, quiet),
-                      extras=breakdown.Wanted(by == "package", html_file, compressed))
+                      extras=breakdown.Wanted(by == "package", html_file, compressed),
+                      target_cpu=target_cpu)
     report = _run(pipeline.audit, _prefix(prefix), options, quiet)
     _show(report, as_json, quiet)
 
@@ -196,7 +204,8 @@ def shrink(prefix: str | None, profile: str, only: tuple[str, ...], skip: tuple[
            no_strip: bool, python_code: str | None, jobs: int | None,
            conda_pack_views: bool, as_json: bool, quiet: bool, by: str | None,
            html_file: str | None, compressed: bool,
-           used_by: tuple[str, ...], used_by_timeout: float, yes: bool, no_verify: bool,
+           used_by: tuple[str, ...], used_by_timeout: float, target_cpu: str | None, yes: bool,
+           no_verify: bool,
            verify_commands: tuple[str, ...]) -> None:
     """Shrink the prefix, verify it still works, and roll back if it does not.
 
@@ -209,7 +218,8 @@ def shrink(prefix: str | None, profile: str, only: tuple[str, ...], skip: tuple[
                                              conda_pack_views),
                                     used_by, used_by_timeout, quiet),
                       verify=not no_verify, verify_commands=verify_commands,
-                      extras=breakdown.Wanted(by == "package", html_file, compressed))
+                      extras=breakdown.Wanted(by == "package", html_file, compressed),
+                      target_cpu=target_cpu)
     if not yes and sys.stdin.isatty():
         preview = _run(pipeline.audit, target, replace(options, extras=breakdown.Wanted(
             by == "package")), quiet)
@@ -302,7 +312,7 @@ def _run(action: Callable[..., Report], prefix: str, options: pipeline.Options,
     try:
         with interrupt.handled():  # a second signal while the message is on its way
             return action(prefix, options, progress=bars.update if bars.enabled else None)
-    except (UnknownStrategyError, UnknownProfileError) as exc:
+    except (UnknownStrategyError, UnknownProfileError, UnknownCpuLevelError) as exc:
         raise click.UsageError(str(exc)) from exc
     except Interrupted as exc:
         _traceback_if_debug()

@@ -397,7 +397,8 @@ def _add(doc: dict[str, Any], added: dict[str, list[list[Any]]]) -> bool:
         for path, size, digest in new:
             if path in known:
                 continue  # listed already: _update refreshes its size and sha256
-            paths.append({"_path": path, "path_type": "pyc_file", "sha256": digest,
+            kind = "pyc_file" if path.endswith(".pyc") else "hardlink"  # the CPU cap's files
+            paths.append({"_path": path, "path_type": kind, "sha256": digest,
                           "size_in_bytes": size})
     return True
 

@@ -1,5 +1,10 @@
-"""The whole shrink, left to right: scan, plan, execute (as a transaction), report; each
-phase in its own module (scan, plan, strip_phase, dedup_phase, transaction, verify, outcome)."""
+"""The whole shrink, left to right, each stage in its own module: :mod:`scan`, then
+:mod:`plan` (the strategies choose, ``used_by`` and ``dispatch`` too), then the
+:mod:`phases` that rewrite or add files (python-code, strip, dedup, cpu-cap; an audit
+predicts them, a shrink makes them), checked for room by :mod:`preflight`; then the
+:mod:`transaction` stages everything, :mod:`verify` checks it, and it commits or rolls
+back; :mod:`outcome` says what happened. :mod:`faults` and :mod:`interrupt` make any
+failure or signal on the way end in one line and an untouched prefix."""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from typing import Callable, Optional
 
 from shrinkconda import (
     condameta,
+    dispatch,
     distmeta,
     faults,
     interrupt,
@@ -24,11 +30,14 @@ from shrinkconda import (
     used_by,
     verify,
 )
+from shrinkconda.dispatch import cap as dispatch_cap
+from shrinkconda.dispatch import check as dispatch_check
+from shrinkconda.dispatch.select import Found
 from shrinkconda.phases import bytecode, dedup_phase, strip_phase
 from shrinkconda.phases.base import Outcome, Phase, Replacement, removed_by, rooms, run_all
 from shrinkconda.plan import Plan, plan
 from shrinkconda.render import breakdown
-from shrinkconda.render.report import Report
+from shrinkconda.render.report import Broken, Report
 from shrinkconda.scan import Problem, Scan, check_prefix, scan
 from shrinkconda.strategies import locales
 from shrinkconda.units import counted
@@ -90,6 +99,10 @@ class Options:
     python_code: str = FROM_PROFILE
     """The form Python code takes (:data:`~shrinkconda.phases.bytecode.FORMS`):
     :data:`FROM_PROFILE` takes the profile's, or ``bytecode`` with ``used_by``."""
+    target_cpu: str | None = None
+    """The lowest x86-64 level (or ``native``) the env must run on: dispatched kernels
+    no CPU at or above it loads go, and the dispatch is capped there. ``None``: every
+    kernel a dispatcher may load stays."""
 
     def strips(self) -> bool:
         """Whether the strip phase runs."""
@@ -106,16 +119,19 @@ def audit(prefix: str | os.PathLike[str], options: Options = Options(),
     """
     root = check_prefix(prefix)
     breakdown.check(options.extras, root)
+    target = dispatch.levels.target(options.target_cpu)
     options, chosen, dedups, plugin_problems = _resolve(options)
     mode = options.strip_mode if options.strips() else None
     with transaction.locked(root):
         notes = _recover(root)
         usage = used_by.trace_workloads(root, options.used_by, options.used_by_timeout,
                                         options.command_output)
-        the_plan, problems = _plan(root, chosen, plugin_problems, options, progress, usage)
+        the_plan, problems, cpu = _plan(root, chosen, plugin_problems, options, progress, usage,
+                                        target)
+        notes += cpu.notes
         extras = breakdown.Breakdown(options.extras, the_plan)
         removed = the_plan.removed()
-        phases = _phases(options, mode, dedups, usage, progress)
+        phases = _phases(options, mode, dedups, usage, progress, cpu)
         changes = run_all(phases, the_plan.scan, removed)
         payload = outcome.payload(the_plan, removed, changes, mode, options.conda_pack_views,
                                   digest=lambda path: "0" * 64)
@@ -139,6 +155,7 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
     """
     root = check_prefix(prefix)
     breakdown.check(options.extras, root)
+    target = dispatch.levels.target(options.target_cpu)
     options, chosen, dedups, plugin_problems = _resolve(options)
     mode = options.strip_mode if options.strips() else None
     preflight.check_writable(root)  # before the lock, the journal, anything
@@ -155,14 +172,16 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
             importable = background.submit(verify.importable, imports, options.verify)
         readable = background.submit(distmeta.unreadable, root, verify.python_of(root)
                                      if options.verify else None)
-        the_plan, problems = _plan(root, chosen, plugin_problems, options, progress, usage)
+        the_plan, problems, cpu = _plan(root, chosen, plugin_problems, options, progress, usage,
+                                        target)
+        notes += cpu.notes
         extras = breakdown.Breakdown(options.extras, the_plan)  # reads what the shrink changes
         scan_ = the_plan.scan
         if usage is not None:  # the modules to check depend on what the plan prunes
             importable = background.submit(verify.importable, imports, options.verify,
                                            used_by.modules_to_verify(the_plan, usage))
         removed = the_plan.removed()
-        phases = _phases(options, mode, dedups, usage, progress)
+        phases = _phases(options, mode, dedups, usage, progress, cpu)
         preflight.check(root, the_plan, preflight.needs(the_plan, rooms(phases, scan_, removed)))
         txn = transaction.Transaction(root)
         changes = run_all(phases, scan_, removed, txn)
@@ -176,12 +195,9 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
         removed, changes = outcome.without_failed(scan_, removed, changes, failed)
         if options.verify:
             verify.reuse_staged_bytecode(imports, txn.staging, steps)
-        broken = verify.broken(imports, modules, distributed,
-                               options.verify_commands + options.used_by,
-                               options.used_by_timeout,
-                               options.python_code != bytecode.SOURCE) if options.verify else ()
-        if options.verify:
-            broken += distmeta.broken(root, verify.python_of(root), unreadable)
+        broken, verify_notes = _broken(imports, modules, distributed, options, scan_,
+                                       cpu.pruned(removed), unreadable)
+        notes += verify_notes
         if broken:
             txn.rollback()
             report = outcome.report(
@@ -202,6 +218,22 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
             verified=options.verify, metadata=metadata, removed_packages=dropped)
         return extras.finish(report, removed_by(changes, scan_, removed),
                              _stripped(changes), metadata, lambda: breakdown.measured_after(root))
+
+
+def _broken(imports: verify.ImportCheck, modules: list[str], distributed: set[str],
+            options: Options, scan_: Scan, pruned: Sequence[Found],
+            unreadable: dict[str, str]) -> tuple[tuple[Broken, ...], tuple[str, ...]]:
+    """What the staged shrink broke: imports, the user's and the traced commands, the
+    calls into the dispatched libraries it pruned, and the metadata of distributions
+    that stay (``unreadable``: what did not read before); with notes about the calls."""
+    if not options.verify:
+        return (), ()
+    broken = verify.broken(imports, modules, distributed,
+                           options.verify_commands + options.used_by, options.used_by_timeout,
+                           options.python_code != bytecode.SOURCE)
+    calls, notes = dispatch_check.broken(scan_, pruned)
+    metadata = distmeta.broken(imports.prefix, verify.python_of(imports.prefix), unreadable)
+    return (*broken, *calls, *metadata), notes
 
 
 def _recover(root: Path) -> tuple[str, ...]:
@@ -246,20 +278,25 @@ def _resolve(options: Options
 
 
 def _plan(root: Path, chosen: Sequence[strategies.Strategy], plugin_problems: list[Problem],
-          options: Options, progress: StageProgress,
-          usage: trace.Usage | None = None) -> tuple[Plan, list[Problem]]:
+          options: Options, progress: StageProgress, usage: trace.Usage | None = None,
+          target: dispatch.Target | None = None) -> tuple[Plan, list[Problem], dispatch.Dispatch]:
     the_scan: Scan = scan(root, _stage(progress, "scan"))
-    problems = [*plugin_problems, *the_scan.problems]
-    if usage is None:
-        return plan(the_scan, chosen, options.keep), problems
-    pruning = used_by.prune(the_scan, usage)  # after the built-ins: they keep their lines
-    return plan(the_scan, chosen, options.keep, pruning.used, pruning.released,
-                last=pruning.strategy), problems
+    pruning = used_by.prune(the_scan, usage) if usage is not None else None
+    cpu = dispatch.choose(the_scan, target, pruning.used if pruning else None, os.environ)
+    problems = [*plugin_problems, *the_scan.problems, *cpu.problems]
+    chosen = (*chosen, cpu.strategy) if target is not None else chosen
+    used = cpu.guard(pruning.used if pruning else None, len(the_scan))
+    if pruning is None:
+        return plan(the_scan, chosen, options.keep, used), problems, cpu
+    # used-by runs after the built-ins: they keep their lines
+    return plan(the_scan, chosen, options.keep, used, pruning.released,
+                last=pruning.strategy), problems, cpu
 
 
 def _phases(options: Options, mode: str | None, dedups: bool, usage: trace.Usage | None,
-            progress: StageProgress) -> list[Phase]:
-    """The phases that rewrite files, in order: the code's form, strip, dedup."""
+            progress: StageProgress, cpu: dispatch.Dispatch) -> list[Phase]:
+    """The phases that rewrite or add files, in order: the code's form, strip, dedup,
+    the CPU dispatch cap."""
     chosen: list[Phase] = []
     if options.python_code != bytecode.SOURCE:
         chosen.append(bytecode.PythonCodePhase(
@@ -269,7 +306,7 @@ def _phases(options: Options, mode: str | None, dedups: bool, usage: trace.Usage
         chosen.append(strip_phase.StripPhase(mode, options.jobs, _stage(progress, STRIP)))
     if dedups:
         chosen.append(dedup_phase.DedupPhase(options.conda_pack_views))
-    return chosen
+    return chosen + dispatch_cap.phases(cpu)
 
 
 def _stripped(changes: Sequence[Outcome]) -> list[Replacement]:

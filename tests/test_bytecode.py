@@ -18,7 +18,7 @@ from fixtures import DEFAULT_SPECS, build_channel, copy_tree, install
 from fixtures.content import SITE
 from fixtures.pycode import SPEC, pycodedemo_recipe
 from shrinkconda import Options, audit, shrink
-from shrinkconda.phases import pycompile
+from shrinkconda.phases import bytecode, pycompile
 
 BYTECODE = Options(python_code="bytecode", strip_mode=None)
 BOTH = Options(python_code="both", strip_mode=None)
@@ -246,3 +246,19 @@ def test_a_shrink_killed_while_adding_bytecode_is_undone_by_the_next_run(
     notes = json.loads(recovered.stdout)["notes"]
     assert any("rolled back a shrink that was interrupted" in n for n in notes), notes
     assert contents(prefix) == before
+
+
+@pytest.mark.parametrize("source, reads", [
+    (b"import inspect\ndef f():\n    return inspect.getsource(f)\n", True),
+    (b"from inspect import getsourcelines as g, getsource\ngetsource(len)\n", True),
+    (b"import linecache\nline = linecache.getline(__file__, 1)\n", True),
+    (b"try:\n    inspect.getsource(f)\nexcept OSError:\n    pass\n", False),
+    (b"try:\n    s = inspect.findsource(f)\nexcept:\n    s = None\n", False),
+    (b"try:\n    inspect.getsource(f)\nexcept (TypeError, Exception):\n    pass\n", False),
+    (b"try:\n    inspect.getsource(f)\nexcept ValueError:\n    pass\n", True),
+    (b"try:\n    pass\nexcept OSError:\n    inspect.getsource(f)\n", True),
+    (b"def getsource_like():\n    return cache.getline(1)\n", False),
+    (b"inspect.getsource(\n", True),  # does not parse: assume it reads
+])
+def test_a_source_read_counts_unless_its_failure_is_caught(source: bytes, reads: bool) -> None:
+    assert (bytecode._unguarded_read(source) is not None) == reads

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 from collections.abc import Collection, Iterator, Sequence
@@ -234,12 +235,57 @@ def _reads_sources(scan: Scan, indices: list[int]) -> str:
         text = _python.read(scan, index)
         if text is None or not (b"source" in text or b"linecache" in text):
             continue
-        found = _READS.search(text)
-        if found:
-            line = text.count(b"\n", 0, found.start()) + 1
-            return (f"its runtime code reads sources ({found.group(0).decode()[:-1]} in "
-                    f"{scan.paths[index]}:{line})")
+        if not _READS.search(text):
+            continue
+        call = _unguarded_read(text)
+        if call is not None:
+            name, line = call
+            return f"its runtime code reads sources ({name} in {scan.paths[index]}:{line})"
     return ""
+
+
+def _unguarded_read(source: bytes) -> tuple[str, int] | None:
+    """The first call that reads sources (``inspect.getsource``, ``linecache.getline``,
+    ...) outside a ``try`` whose handler catches what a missing source raises
+    (``OSError``, ``Exception`` or anything): such code copes without its sources, as
+    joblib's ``Memory`` does when it hashes a function. A file that does not parse
+    counts as reading."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return ("unparsable code", 1)
+    guarded: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(_catches_missing(h) for h in node.handlers):
+            guarded.update(id(inner) for stmt in node.body for inner in ast.walk(stmt))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and id(node) not in guarded:
+            name = _read_call(node.func)
+            if name:
+                return (name, node.lineno)
+    return None
+
+
+def _read_call(func: ast.expr) -> str:
+    name = func.attr if isinstance(func, ast.Attribute) else \
+        func.id if isinstance(func, ast.Name) else ""
+    if name in ("getsource", "getsourcelines", "findsource"):
+        return name
+    if name in ("getline", "getlines", "updatecache") and isinstance(func, ast.Attribute) \
+            and isinstance(func.value, ast.Name) and func.value.id == "linecache":
+        return f"linecache.{name}"
+    return ""
+
+
+def _catches_missing(handler: ast.ExceptHandler) -> bool:
+    """A handler that catches the ``OSError`` of a missing source."""
+    caught = handler.type
+    names = [caught] if caught is None or not isinstance(caught, ast.Tuple) else caught.elts
+    return any(n is None or (isinstance(n, ast.Name) and n.id in _CATCH_MISSING)
+               or (isinstance(n, ast.Attribute) and n.attr in _CATCH_MISSING) for n in names)
+
+
+_CATCH_MISSING = {"Exception", "BaseException", "OSError", "IOError", "EnvironmentError"}
 
 
 def _opens_py(scan: Scan, indices: list[int]) -> Iterator[tuple[int, str]]:
