@@ -50,6 +50,12 @@ def conda_python(with_plugin: bool = False) -> Path:
     return python
 
 
+def installed_conda() -> Path | None:
+    """The python of the conda venv if it is already there (nothing is installed)."""
+    python = conda_venv() / "bin" / "python"
+    return python if _has(python, "conda") else None
+
+
 def _has(python: Path, module: str) -> bool:
     return python.exists() and subprocess.run(
         [str(python), "-c", f"import {module}"], capture_output=True, check=False

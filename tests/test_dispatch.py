@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from condatools import archive_members, conda_pack, record_paths, records_problems
+from realconda import doctor, installed_conda
 from treeutil import contents, prefix_python, run_cli
 
 from fixtures.install import copy_tree
@@ -175,9 +176,13 @@ def test_a_family_without_its_dispatcher_is_left_alone(tmp_path: Path) -> None:
 def test_x86_64_v3_shrink_removes_caps_and_still_computes(
         template_mkl: Path, mkl_prefix: Path, tmp_path: Path) -> None:
     default = audit(template_mkl)
+    conda = installed_conda()  # the real conda, where .ci/run installed it
+    found = doctor(conda, template_mkl, tmp_path) if conda else set()
     predicted = audit(mkl_prefix, Options(target_cpu="x86_64_v3"))
     report = shrink(mkl_prefix, Options(target_cpu="x86_64_v3"))
     assert not report.rolled_back, report.broken
+    if conda:
+        assert doctor(conda, mkl_prefix, tmp_path) - found == set()
     assert report.bytes_saved - default.bytes_saved >= 250 * MiB
     assert abs(predicted.size_after - report.size_after) <= 0.01 * report.size_after
     assert any("verified: a fresh python called the pruned dispatchers (mkl-cpu, mkl-vml)"
