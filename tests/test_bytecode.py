@@ -262,3 +262,13 @@ def test_a_shrink_killed_while_adding_bytecode_is_undone_by_the_next_run(
 ])
 def test_a_source_read_counts_unless_its_failure_is_caught(source: bytes, reads: bool) -> None:
     assert (bytecode._unguarded_read(source) is not None) == reads
+
+
+def test_a_module_a_symlink_points_at_keeps_its_source(prefix: Path) -> None:
+    link = prefix / "bin/tbtool"
+    link.symlink_to(f"../{SITE}/tbdemo/__init__.py")
+    report = shrink(prefix, BYTECODE)
+    assert link.resolve().is_file(), "the shrink left bin/tbtool dangling"
+    kept = {k.path: k.reason for k in report.kept}
+    assert kept[f"{SITE}/tbdemo/__init__.py"] == "the target of the symlink bin/tbtool"
+    assert (prefix / SITE / "libuser/__init__.pyc").is_file()  # the others still convert

@@ -18,13 +18,13 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from shrinkconda import plugins, transaction
+from shrinkconda import links, plugins, transaction
 from shrinkconda.errors import ShrinkError
 from shrinkconda.phases import pycompile
 from shrinkconda.phases.base import Added, Outcome, Progress, Replacement
 from shrinkconda.plan import Kept, protected_by
 from shrinkconda.preflight import Need, blocks
-from shrinkconda.scan import DIR, FILE, Problem, Scan
+from shrinkconda.scan import DIR, FILE, SYMLINK, Problem, Scan
 from shrinkconda.strategies import _python
 
 NAME = "python-code"
@@ -139,7 +139,7 @@ class PythonCodePhase:
         modules = list(_modules(scan, removed, protected_by(scan, self.keep), tree,
                                 python.cache_tag))
         readers, plugin_problems = source_readers()
-        kept, as_source = self._kept(scan, tree, modules, readers)
+        kept, as_source = self._kept(scan, removed, tree, modules, readers)
         converting = self.form == BYTECODE
         jobs, fresh_dirs = _jobs(scan, modules, as_source, converting, python, out)
         if out is not None:
@@ -152,7 +152,7 @@ class PythonCodePhase:
                         python.cache_tag, kept, notes)
         return replace(done, problems=[*plugin_problems, *done.problems])
 
-    def _kept(self, scan: Scan, tree: int, modules: list[_Module],
+    def _kept(self, scan: Scan, removed: bytearray, tree: int, modules: list[_Module],
               readers: Sequence[SourceReader]) -> tuple[tuple[Kept, ...], set[int]]:
         """What keeps its ``.py`` in ``bytecode`` form, and why; in ``both``, nothing
         loses its source anyway."""
@@ -182,6 +182,10 @@ class PythonCodePhase:
                 kept.append(Kept(scan.paths[module.index],
                                  "opened for reading by a --used-by command"))
                 as_source.add(module.index)
+        linked = _link_targets(scan, removed, {m.index for m in modules} - as_source)
+        for index, link in sorted(linked.items()):
+            kept.append(Kept(scan.paths[index], f"the target of the symlink {scan.paths[link]}"))
+            as_source.add(index)
         return tuple(kept), as_source
 
 
@@ -225,6 +229,19 @@ def _modules(scan: Scan, removed: bytearray, protected: bytearray, tree: int,
                     if name == f"{stem}{cache_tag}.pyc":
                         current = child
         yield _Module(index, tuple(cached), current, pycache)
+
+
+def _link_targets(scan: Scan, removed: bytearray, modules: set[int]) -> dict[int, int]:
+    """Of ``modules``, those a surviving symlink resolves to (a ``bin/`` script linked
+    to a package's ``cli.py``): converting them would leave the link dangling."""
+    resolver = links.Resolver(scan)
+    found: dict[int, int] = {}
+    for index in range(len(scan)):
+        if scan.kinds[index] == SYMLINK and not removed[index]:
+            through = resolver.through(index)
+            if through and through[-1] in modules:
+                found.setdefault(through[-1], index)
+    return found
 
 
 def _reads_sources(scan: Scan, indices: list[int]) -> str:
