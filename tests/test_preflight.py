@@ -43,7 +43,7 @@ def _leave_free(where: Path, free: int) -> None:
 
 def test_needs_are_what_the_strip_phase_predicts(template_prefix: Path) -> None:
     options, chosen, _, problems = pipeline._resolve(Options())
-    the_plan, _ = pipeline._plan(template_prefix, chosen, problems, options, None)
+    the_plan, _, _ = pipeline._plan(template_prefix, chosen, problems, options, None)
     phase = strip_phase.StripPhase("debug")
     stripped = phase.predict(the_plan.scan, the_plan.removed(), ())
     assert stripped.replaced
@@ -59,7 +59,7 @@ def test_needs_are_what_the_strip_phase_predicts(template_prefix: Path) -> None:
 
 def test_compiled_bytecode_is_a_need_of_its_own(template_prefix: Path) -> None:
     options, chosen, _, problems = pipeline._resolve(Options(python_code="bytecode"))
-    the_plan, _ = pipeline._plan(template_prefix, chosen, problems, options, None)
+    the_plan, _, _ = pipeline._plan(template_prefix, chosen, problems, options, None)
     phase = bytecode.PythonCodePhase("bytecode")
     room = phase.room(the_plan.scan, the_plan.removed())
     made = phase.predict(the_plan.scan, the_plan.removed(), ())
