@@ -298,16 +298,46 @@ def _parse(lines: Iterable[str], label: str, resolver: _Resolver) -> None:
 
 
 def _read_as_text(opened: dict[tuple[str, str], int]) -> Iterator[str]:
-    """The ``.py`` files a process read as text, not just to compile them on import:
-    it opened one whose ``__pycache__`` file it had loaded, or opened one twice (import
-    opens a source once, and only when it has no valid bytecode)."""
-    loaded = {(pid, f"{os.path.dirname(os.path.dirname(path))}/{os.path.basename(path)}"
-               .split(".", 1)[0])
-              for pid, path in opened if path.endswith(".pyc")
-              and os.path.basename(os.path.dirname(path)) == "__pycache__"}
+    """The ``.py`` files a process read as text, not just to compile them on import.
+
+    An import opens a source once, and only when it has no valid bytecode: it opens the
+    ``__pycache__`` file first, and the ``.py`` only if that file is stale or missing
+    (or, for a checked-hash file, to check it). So a ``.py`` was read as text when its
+    process opened it twice, or once after opening a ``__pycache__`` file that is valid
+    for it without reading it (a timestamp one that matches it, or an unchecked-hash
+    one). Both are still on disk as they were: nothing has changed since the trace."""
+    cached: dict[tuple[str, str, str], str] = {}
+    for pid, path in opened:
+        directory, name = os.path.split(path)
+        if name.endswith(".pyc") and os.path.basename(directory) == "__pycache__":
+            cached[(pid, os.path.dirname(directory), name.split(".", 1)[0])] = path
     for (pid, path), count in opened.items():
-        if path.endswith(".py") and (count > 1 or (pid, path[:-3].split(".", 1)[0]) in loaded):
+        if not path.endswith(".py"):
+            continue
+        directory, name = os.path.split(path)
+        pyc = cached.get((pid, directory, name[:-3]))
+        if count > 1 or (pyc is not None and _valid_without_source(pyc, path)):
             yield path
+
+
+def _valid_without_source(pyc: str, source: str) -> bool:
+    """Whether Python loads ``pyc`` for ``source`` without opening the source: an
+    unchecked-hash file, or a timestamp one recording the source's mtime and size."""
+    try:
+        with open(pyc, "rb") as f:
+            head = f.read(16)
+        st = os.stat(source)
+    except OSError:
+        return False
+    if len(head) < 16:
+        return False
+    flags = int.from_bytes(head[4:8], "little")
+    if flags == 0b01:
+        return True
+    if flags:
+        return False  # checked-hash: the source is opened to check it
+    return (int.from_bytes(head[8:12], "little") == int(st.st_mtime) & 0xFFFFFFFF
+            and int.from_bytes(head[12:16], "little") == st.st_size & 0xFFFFFFFF)
 
 
 def _unhex(text: str) -> str:

@@ -3,6 +3,8 @@ have missed something."""
 
 from __future__ import annotations
 
+import os
+import py_compile
 import shutil
 import subprocess
 from pathlib import Path
@@ -90,3 +92,25 @@ def test_output_and_failure_tail(tmp_path: Path) -> None:
     assert b"to-stdout\n" in seen and b"to-stderr\n" in seen
     assert "to-stderr" in str(failed.value)
 
+
+
+def test_a_source_counts_as_read_only_when_import_did_not_need_it(tmp_path: Path) -> None:
+    root = tmp_path / "site.v1"  # a dot in a directory must not join unrelated modules
+    (root / "pkg").mkdir(parents=True)
+    paths = {}
+    for name in ("fresh", "stale", "unchecked", "nopyc", "twice"):
+        source = root / "pkg" / f"{name}.py"
+        source.write_text(f"X = {name!r}\n")
+        paths[name] = str(source)
+        if name == "nopyc" or name == "twice":
+            continue
+        mode = py_compile.PycInvalidationMode.UNCHECKED_HASH if name == "unchecked" \
+            else py_compile.PycInvalidationMode.TIMESTAMP
+        paths[name + "c"] = py_compile.compile(str(source), invalidation_mode=mode)
+    os.utime(paths["stale"], (1, 1))  # its timestamp pyc no longer matches
+    opened = {("7", paths[n]): 1 for n in ("fresh", "stale", "unchecked", "nopyc")}
+    opened.update({("7", paths[n + "c"]): 1 for n in ("fresh", "stale", "unchecked")})
+    opened[("7", paths["twice"])] = 2
+    opened[("8", paths["fresh"].replace("fresh", "other"))] = 1  # another process
+    read = {os.path.basename(p)[:-3] for p in trace._read_as_text(opened)}
+    assert read == {"fresh", "unchecked", "twice"}
