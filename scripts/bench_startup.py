@@ -142,12 +142,18 @@ def _plans(template: Path, work: Path, env: dict[str, str],
         reset_times(copy)
         return copy, python(copy)
 
-    def compileall() -> tuple[Path, list[str]]:
-        copy = fresh("compileall")
-        lib = next(copy.glob("lib/python3.*"))
-        subprocess.run([str(copy / "bin" / "python"), "-m", "compileall", "-q", "-j", "0",
-                        str(lib)], check=False, capture_output=True)
-        return copy, python(copy)
+    def compileall(then_reset: bool = False) -> Callable[[], tuple[Path, list[str]]]:
+        def prepare() -> tuple[Path, list[str]]:
+            copy = fresh("compileall-1980" if then_reset else "compileall")
+            lib = next(copy.glob("lib/python3.*"))
+            # timestamp .pyc where there were none or stale ones, as pip and uv write them
+            subprocess.run([str(copy / "bin" / "python"), "-m", "compileall", "-q", "-j", "0",
+                            "--invalidation-mode", "timestamp", str(lib)], check=False,
+                           capture_output=True)
+            if then_reset:
+                reset_times(copy)
+            return copy, python(copy)
+        return prepare
 
     def docker() -> tuple[Path, list[str]]:
         from bench import DOCKER
@@ -182,7 +188,9 @@ def _plans(template: Path, work: Path, env: dict[str, str],
     plans: list[tuple[str, str, Callable[[], tuple[Path, list[str]]]]] = [
         ("unshrunk", "unshrunk env (pycs as installed)", untouched),
         ("unshrunk-1980", "unshrunk env, every mtime reset to 1980", reset),
-        ("compileall", "unshrunk + python -m compileall (uv --compile-bytecode)", compileall),
+        ("compileall", "unshrunk + python -m compileall (uv --compile-bytecode)", compileall()),
+        ("compileall-1980", "unshrunk + compileall, then every mtime reset to 1980",
+         compileall(then_reset=True)),
         ("docker", "docker recipe (conda clean -afy, find -delete *.pyc ...)", docker),
         ("safe", "shrinkconda shrink (safe, --python-code source)", shrunk("safe")),
         ("safe-bytecode", "shrinkconda shrink --python-code bytecode",
