@@ -37,7 +37,7 @@ from fixtures.builder import build_recipe, fixture_cache_dir
 from fixtures.conda import add_to_channel, index_channel
 from fixtures.cpython import python_recipe, tk_recipe
 from fixtures.install import install
-from fixtures.wheels import Wheel, download, find_wheel, wheel_recipe
+from fixtures.wheels import Wheel, cached_wheels, wheel_recipe
 
 #: The workload. Every version has cp311 manylinux x86_64 wheels (or is pure Python).
 PINS = (
@@ -68,17 +68,7 @@ DEV_TOOL_PINS = ("pip==24.3.1", "setuptools==75.6.0", "wheel==0.45.1")
 
 def wheels(cache: Path, pins: tuple[str, ...] = PINS) -> list[Wheel]:
     """The pinned wheels, downloading only those not cached yet."""
-    wheel_dir = cache / "wheels"
-    missing = [pin for pin in pins if find_wheel(wheel_dir, pin) is None]
-    if missing:
-        download(missing, wheel_dir)
-    found = []
-    for pin in pins:
-        path = find_wheel(wheel_dir, pin)
-        if path is None:
-            raise SystemExit(f"pip reported success but no wheel for {pin} in {wheel_dir}")
-        found.append(Wheel.from_path(path))
-    return found
+    return cached_wheels(pins, cache / "wheels")
 
 
 def channel(cache: Path, archives: list[tuple[str, Path]]) -> Path:

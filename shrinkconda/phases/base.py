@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Optional, Protocol
+from dataclasses import dataclass, replace
+from typing import Callable, Optional, Protocol
 
 from shrinkconda import transaction
 from shrinkconda.accounting import Ledger, Saving
@@ -80,8 +80,6 @@ class Outcome:
     """What the phase left as it was, and why (``kept: PATH, REASON``)."""
     temp_dirs: tuple[str, ...] = ()
     """Directories (relative) where temporary files may lie, for crash recovery."""
-    payload: dict[str, Any] = field(default_factory=dict)
-    """What the commit records of it in ``conda-meta``'s history."""
 
     def saving(self, ledger: Ledger, scan: Scan) -> Saving:
         """What the phase takes off the prefix, counted in ``ledger``."""
@@ -169,11 +167,6 @@ def removed_by(outcomes: Sequence[Outcome], scan: Scan, removed: bytearray) -> b
         for index in _subtrees(scan, outcome.removed):
             mask[index] = 1
     return mask
-
-
-def replaced_by(outcomes: Sequence[Outcome]) -> list[Replacement]:
-    """Every file the phases replace by a new version."""
-    return [r for outcome in outcomes for r in outcome.replaced]
 
 
 def _subtrees(scan: Scan, tops: Sequence[int]) -> list[int]:
