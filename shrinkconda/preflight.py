@@ -59,9 +59,9 @@ def needs(the_plan: Plan, phases: Sequence[Need] = ()) -> list[Need]:
     paths += [p for need in phases for p in need.steps]
     journal = sum(len(p.encode(errors="surrogateescape")) + _STEP_BYTES for p in paths)
     return [Need("staging", "the journal and the staging directory",
-                 2 * _blocks(journal) + _blocks(len(paths) * _STEP_BYTES) + HEADROOM, 4),
+                 2 * blocks(journal) + blocks(len(paths) * _STEP_BYTES) + HEADROOM, 4),
             Need("commit", "rewritten conda-meta records and history",
-                 _blocks(_largest_record(scan_)) + _blocks(journal), 2),
+                 blocks(_largest_record(scan_)) + blocks(journal), 2),
             *(need for need in phases if need.size or need.inodes)]
 
 
@@ -169,8 +169,4 @@ def _records(scan_: Scan) -> Iterable[int]:
 
 def blocks(size: int) -> int:
     """``size`` rounded up to whole blocks, as a write of it takes them at least."""
-    return _blocks(size)
-
-
-def _blocks(size: int) -> int:
     return -(-size // BLOCK) * BLOCK
