@@ -23,9 +23,9 @@ sys.path.insert(0, str(REPO_ROOT))
 from fixtures.install import copy_tree
 from fixtures.mkl import BLAS_VML_APP, build_mkl_prefix
 from shrinkconda import Options, audit, shrink
-from shrinkconda.dispatch.levels import LEVELS
 from shrinkconda.render.breakdown import Wanted
 from shrinkconda.render.report import Report
+from shrinkconda.targets.cpu.levels import LEVELS
 
 NUMPY = "numpy==2.3.5"
 MIB = 1 << 20

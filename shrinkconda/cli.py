@@ -20,8 +20,6 @@ from shrinkconda import (
     strategies,
     trace,
 )
-from shrinkconda.dispatch.levels import CHOICES as CPU_LEVELS
-from shrinkconda.dispatch.levels import UnknownCpuLevelError
 from shrinkconda.errors import (
     Interrupted,
     ShrinkError,
@@ -32,6 +30,8 @@ from shrinkconda.phases import bytecode
 from shrinkconda.phases.strip import MODES as STRIP_MODES
 from shrinkconda.render import breakdown
 from shrinkconda.render.report import Report, render, to_json
+from shrinkconda.targets.cpu.levels import CHOICES as CPU_LEVELS
+from shrinkconda.targets.cpu.levels import UnknownCpuLevelError
 
 F = TypeVar("F", bound=Callable[..., Any])
 

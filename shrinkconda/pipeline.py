@@ -1,5 +1,5 @@
 """The whole shrink, left to right, each stage in its own module: :mod:`scan`, then
-:mod:`plan` (the strategies choose, ``used_by`` and ``dispatch`` too), then the
+:mod:`plan` (the strategies choose, ``used_by`` and the hardware :mod:`targets` too), then the
 :mod:`phases` that rewrite or add files (python-code, strip, dedup, cpu-cap; an audit
 predicts them, a shrink makes them), checked for room by :mod:`preflight`; then the
 :mod:`transaction` stages everything, :mod:`verify` checks it, and it commits or rolls
@@ -17,7 +17,6 @@ from typing import Callable, Optional
 
 from shrinkconda import (
     condameta,
-    dispatch,
     distmeta,
     faults,
     interrupt,
@@ -30,9 +29,6 @@ from shrinkconda import (
     used_by,
     verify,
 )
-from shrinkconda.dispatch import cap as dispatch_cap
-from shrinkconda.dispatch import check as dispatch_check
-from shrinkconda.dispatch.select import Found
 from shrinkconda.phases import bytecode, dedup_phase, strip_phase
 from shrinkconda.phases.base import Outcome, Phase, Replacement, removed_by, rooms, run_all
 from shrinkconda.plan import Plan, plan
@@ -40,6 +36,10 @@ from shrinkconda.render import breakdown
 from shrinkconda.render.report import Broken, Report
 from shrinkconda.scan import Problem, Scan, check_prefix, scan
 from shrinkconda.strategies import locales
+from shrinkconda.targets import cpu as cpu_target
+from shrinkconda.targets.cpu import cap as cpu_cap
+from shrinkconda.targets.cpu import check as cpu_check
+from shrinkconda.targets.cpu.select import Found
 from shrinkconda.units import counted
 
 StageProgress = Optional[Callable[[str, int], None]]
@@ -119,7 +119,7 @@ def audit(prefix: str | os.PathLike[str], options: Options = Options(),
     """
     root = check_prefix(prefix)
     breakdown.check(options.extras, root)
-    target = dispatch.levels.target(options.target_cpu)
+    target = cpu_target.levels.target(options.target_cpu)
     options, chosen, dedups, plugin_problems = _resolve(options)
     mode = options.strip_mode if options.strips() else None
     with transaction.locked(root):
@@ -155,7 +155,7 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
     """
     root = check_prefix(prefix)
     breakdown.check(options.extras, root)
-    target = dispatch.levels.target(options.target_cpu)
+    target = cpu_target.levels.target(options.target_cpu)
     options, chosen, dedups, plugin_problems = _resolve(options)
     mode = options.strip_mode if options.strips() else None
     preflight.check_writable(root)  # before the lock, the journal, anything
@@ -231,7 +231,7 @@ def _broken(imports: verify.ImportCheck, modules: list[str], distributed: set[st
     broken = verify.broken(imports, modules, distributed,
                            options.verify_commands + options.used_by, options.used_by_timeout,
                            options.python_code != bytecode.SOURCE)
-    calls, notes = dispatch_check.broken(scan_, pruned)
+    calls, notes = cpu_check.broken(scan_, pruned)
     metadata = distmeta.broken(imports.prefix, verify.python_of(imports.prefix), unreadable)
     return (*broken, *calls, *metadata), notes
 
@@ -279,10 +279,10 @@ def _resolve(options: Options
 
 def _plan(root: Path, chosen: Sequence[strategies.Strategy], plugin_problems: list[Problem],
           options: Options, progress: StageProgress, usage: trace.Usage | None = None,
-          target: dispatch.Target | None = None) -> tuple[Plan, list[Problem], dispatch.Dispatch]:
+          target: cpu_target.Target | None = None) -> tuple[Plan, list[Problem], cpu_target.Dispatch]:
     the_scan: Scan = scan(root, _stage(progress, "scan"))
     pruning = used_by.prune(the_scan, usage) if usage is not None else None
-    cpu = dispatch.choose(the_scan, target, pruning.used if pruning else None, os.environ)
+    cpu = cpu_target.choose(the_scan, target, pruning.used if pruning else None, os.environ)
     problems = [*plugin_problems, *the_scan.problems, *cpu.problems]
     chosen = (*chosen, cpu.strategy) if target is not None else chosen
     used = cpu.guard(pruning.used if pruning else None, len(the_scan))
@@ -294,7 +294,7 @@ def _plan(root: Path, chosen: Sequence[strategies.Strategy], plugin_problems: li
 
 
 def _phases(options: Options, mode: str | None, dedups: bool, usage: trace.Usage | None,
-            progress: StageProgress, cpu: dispatch.Dispatch) -> list[Phase]:
+            progress: StageProgress, cpu: cpu_target.Dispatch) -> list[Phase]:
     """The phases that rewrite or add files, in order: the code's form, strip, dedup,
     the CPU dispatch cap."""
     chosen: list[Phase] = []
@@ -306,7 +306,7 @@ def _phases(options: Options, mode: str | None, dedups: bool, usage: trace.Usage
         chosen.append(strip_phase.StripPhase(mode, options.jobs, _stage(progress, STRIP)))
     if dedups:
         chosen.append(dedup_phase.DedupPhase(options.conda_pack_views))
-    return chosen + dispatch_cap.phases(cpu)
+    return chosen + cpu_cap.phases(cpu)
 
 
 def _stripped(changes: Sequence[Outcome]) -> list[Replacement]:

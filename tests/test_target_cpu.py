@@ -20,9 +20,9 @@ from fixtures.install import copy_tree
 from fixtures.mkl import BLAS_VML_APP, build_mkl_prefix
 from shrinkconda import Options, audit, shrink
 from shrinkconda.cli import main
-from shrinkconda.dispatch import cap, families, levels, select
-from shrinkconda.dispatch.levels import CpuLevelError, Target, UnknownCpuLevelError
 from shrinkconda.scan import Scan, scan
+from shrinkconda.targets.cpu import cap, families, levels, select
+from shrinkconda.targets.cpu.levels import CpuLevelError, Target, UnknownCpuLevelError
 
 MiB = 1 << 20
 KERNELS = ("def", "mc3", "avx2", "avx512", "avx10")
@@ -248,7 +248,7 @@ def test_used_by_with_a_target_keeps_what_the_target_allows(mkl_prefix: Path, ap
 WRONG_PLUGIN = '''
 """Lets libmkl_def go for x86_64_v3 and up: wrong on every AMD CPU."""
 import dataclasses
-from shrinkconda.dispatch.families import BUILTIN, Member
+from shrinkconda.targets.cpu.families import BUILTIN, Member
 
 _MKL = next(f for f in BUILTIN if f.name == "mkl-cpu")
 FAMILY = dataclasses.replace(_MKL, members=(

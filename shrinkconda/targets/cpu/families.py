@@ -14,9 +14,9 @@ import re
 from dataclasses import dataclass
 
 from shrinkconda import plugins
-from shrinkconda.dispatch import levels
 from shrinkconda.errors import ShrinkError
 from shrinkconda.scan import Problem
+from shrinkconda.targets.cpu import levels
 
 ENTRY_POINT_GROUP = "shrinkconda.dispatch"
 CPU, CONFIG = "cpu", "config"

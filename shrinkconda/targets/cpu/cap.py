@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shrinkconda import transaction
-from shrinkconda.dispatch.select import CAP_NAME, Dispatch
 from shrinkconda.phases.base import Added, Outcome, Replacement
 from shrinkconda.preflight import Need
 from shrinkconda.scan import DIR, FILE, Scan
+from shrinkconda.targets.cpu.select import CAP_NAME, Dispatch
 
 PHASE = "cpu-cap"
 """The phase's line in the report."""

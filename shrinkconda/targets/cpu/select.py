@@ -8,11 +8,11 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from shrinkconda.dispatch import levels
-from shrinkconda.dispatch.families import CONFIG, CPU, Family, Member
-from shrinkconda.dispatch.levels import Target
 from shrinkconda.scan import FILE, Problem, Scan
 from shrinkconda.strategies.base import Strategy
+from shrinkconda.targets.cpu import levels
+from shrinkconda.targets.cpu.families import CONFIG, CPU, Family, Member
+from shrinkconda.targets.cpu.levels import Target
 
 NAME = "target-cpu"
 """The selection's name in the report and the history."""

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
-from shrinkconda.dispatch import families, levels, select
-from shrinkconda.dispatch.levels import Target
-from shrinkconda.dispatch.select import Dispatch
 from shrinkconda.scan import Scan
+from shrinkconda.targets.cpu import families, levels, select
+from shrinkconda.targets.cpu.levels import Target
+from shrinkconda.targets.cpu.select import Dispatch
 
 __all__ = ["Dispatch", "Target", "choose", "levels"]
 

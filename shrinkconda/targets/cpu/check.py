@@ -12,9 +12,9 @@ import tempfile
 from collections.abc import Sequence
 
 from shrinkconda import verify
-from shrinkconda.dispatch.select import Found
 from shrinkconda.render.report import Broken
 from shrinkconda.scan import Scan
+from shrinkconda.targets.cpu.select import Found
 
 TIMEOUT = 120.0
 """Seconds one check may run."""
