@@ -9,13 +9,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Callable
 
-from shrinkconda import __version__, condameta, transaction, used_by
+from shrinkconda import __version__, condameta
 from shrinkconda.accounting import Ledger, Saving
+from shrinkconda.appaware import used_by
 from shrinkconda.phases import dedup_phase, strip_phase
 from shrinkconda.phases.base import Outcome
 from shrinkconda.plan import Plan
 from shrinkconda.render.report import Broken, Line, Report
 from shrinkconda.scan import Problem, Scan
+from shrinkconda.transaction import journal
 from shrinkconda.units import counted, human
 
 BYTECODE_STRATEGY = "bytecode"
@@ -23,7 +25,7 @@ BYTECODE_STRATEGY = "bytecode"
 
 
 def without_failed(scan_: Scan, removed: bytearray, phases: Sequence[Outcome],
-                   failed: Sequence[tuple[transaction.Step, str]]
+                   failed: Sequence[tuple[journal.Step, str]]
                    ) -> tuple[bytearray, tuple[Outcome, ...]]:
     """What really left: the plan and the phases minus the steps that could not be staged."""
     if not failed:

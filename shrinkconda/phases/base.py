@@ -10,11 +10,11 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Callable, Optional, Protocol
 
-from shrinkconda import transaction
 from shrinkconda.accounting import Ledger, Saving
 from shrinkconda.plan import Kept
-from shrinkconda.preflight import Need
 from shrinkconda.scan import Problem, Scan
+from shrinkconda.transaction import journal
+from shrinkconda.transaction.preflight import Need
 
 Progress = Optional[Callable[[int], None]]
 
@@ -92,14 +92,14 @@ class Outcome:
             total += ledger.add(new.size, new.allocated)
         return total
 
-    def steps(self, scan: Scan) -> list[transaction.Step]:
+    def steps(self, scan: Scan) -> list[journal.Step]:
         """What the transaction stages for it: removals, then replacements, then adds."""
         name, paths, root = self.name, scan.paths, scan.prefix
-        steps = [transaction.Step(paths[i], f"{name}-r{n}") for n, i in enumerate(self.removed)]
+        steps = [journal.Step(paths[i], f"{name}-r{n}") for n, i in enumerate(self.removed)]
         swapped: list[Replacement | Link] = [*self.replaced, *self.linked]
-        steps += [transaction.Step(paths[r.index], f"{name}-s{n}", os.path.relpath(r.temp, root))
+        steps += [journal.Step(paths[r.index], f"{name}-s{n}", os.path.relpath(r.temp, root))
                   for n, r in enumerate(swapped)]
-        steps += [transaction.Step(a.path, transaction.ADDED, os.path.relpath(a.temp, root))
+        steps += [journal.Step(a.path, journal.ADDED, os.path.relpath(a.temp, root))
                   for a in self.added]
         return steps
 
@@ -132,7 +132,7 @@ class Phase(Protocol):
         the ``earlier`` phases' changes."""
 
     def make(self, scan: Scan, removed: bytearray, earlier: Sequence[Outcome],
-             txn: transaction.Transaction) -> Outcome:
+             txn: journal.Transaction) -> Outcome:
         """The same changes, made in ``txn``'s staging, for the transaction to swap in."""
 
     def room(self, scan: Scan, removed: bytearray) -> Need | None:
@@ -141,7 +141,7 @@ class Phase(Protocol):
 
 
 def run_all(phases: Sequence[Phase], scan: Scan, removed: bytearray,
-        txn: transaction.Transaction | None = None) -> tuple[Outcome, ...]:
+        txn: journal.Transaction | None = None) -> tuple[Outcome, ...]:
     """Each phase in turn, predicting (no ``txn``) or making; a later phase sees what
     the earlier ones remove as gone, and their outcomes."""
     removed = bytearray(removed)

@@ -14,12 +14,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from shrinkconda import distmeta, trace, verify
+from shrinkconda import distmeta, verify
 from shrinkconda.accounting import Ledger, Saving
+from shrinkconda.appaware import trace
+from shrinkconda.appaware.trace import Usage
 from shrinkconda.plan import Plan
 from shrinkconda.scan import DIR, Scan
 from shrinkconda.strategies.base import Strategy
-from shrinkconda.trace import Usage
 
 NAME = "used-by"
 """The selection's name in the report and the history."""
