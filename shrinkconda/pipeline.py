@@ -28,6 +28,7 @@ from shrinkconda.targets import cpu as cpu_target
 from shrinkconda.targets.cpu import cap as cpu_cap
 from shrinkconda.targets.cpu import check as cpu_check
 from shrinkconda.targets.cpu.select import Found
+from shrinkconda.targets.gpu import ondemand as gpu_ondemand
 from shrinkconda.transaction import faults, interrupt, journal, preflight
 from shrinkconda.units import counted
 
@@ -272,9 +273,12 @@ def _plan(root: Path, chosen: Sequence[strategies.Strategy], plugin_problems: li
     the_scan: Scan = scan(root, _stage(progress, "scan"))
     pruning = used_by.prune(the_scan, usage) if usage is not None else None
     cpu = cpu_target.choose(the_scan, target, pruning.used if pruning else None, os.environ)
-    problems = [*plugin_problems, *the_scan.problems, *cpu.problems]
+    gpu = gpu_ondemand.choose(the_scan, pruning.used if pruning else None,
+                              usage.gpu_driver if usage else "")
+    problems = [*plugin_problems, *the_scan.problems, *cpu.problems, *gpu.problems]
+    cpu = replace(cpu, notes=(*cpu.notes, *gpu.notes))  # one place for the targets' notes
     chosen = (*chosen, cpu.strategy) if target is not None else chosen
-    used = cpu.guard(pruning.used if pruning else None, len(the_scan))
+    used = gpu.guard(cpu.guard(pruning.used if pruning else None, len(the_scan)))
     if pruning is None:
         return plan(the_scan, chosen, options.keep, used), problems, cpu
     # used-by runs after the built-ins: they keep their lines

@@ -1,0 +1,1 @@
+"""GPU device code and the libraries a GPU host loads."""
