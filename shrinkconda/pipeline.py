@@ -15,7 +15,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
-from shrinkconda import condameta, distmeta, outcome, profiles, strategies, verify
+from shrinkconda import (
+    condameta,
+    distmeta,
+    outcome,
+    profiles,
+    runtime_compilers,
+    strategies,
+    verify,
+)
 from shrinkconda.appaware import trace, used_by
 from shrinkconda.phases import bytecode, dedup_phase, strip_phase
 from shrinkconda.phases.base import Outcome, Phase, Replacement, removed_by, rooms, run_all
@@ -162,6 +170,8 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
             importable = background.submit(verify.importable, imports, options.verify)
         readable = background.submit(distmeta.unreadable, root, verify.python_of(root)
                                      if options.verify else None)
+        compiling = background.submit(runtime_compilers.working, root, verify.python_of(root)
+                                      if options.verify else None)
         the_plan, problems, cpu = _plan(root, chosen, plugin_problems, options, progress, usage,
                                         target)
         notes += cpu.notes
@@ -186,7 +196,7 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
         if options.verify:
             verify.reuse_staged_bytecode(imports, txn.staging, steps)
         broken, verify_notes = _broken(imports, modules, distributed, options, scan_,
-                                       cpu.pruned(removed), unreadable)
+                                       cpu.pruned(removed), unreadable, compiling.result())
         notes += verify_notes
         if broken:
             txn.rollback()
@@ -212,18 +222,26 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
 
 def _broken(imports: verify.ImportCheck, modules: list[str], distributed: set[str],
             options: Options, scan_: Scan, pruned: Sequence[Found],
-            unreadable: dict[str, str]) -> tuple[tuple[Broken, ...], tuple[str, ...]]:
+            unreadable: dict[str, str], compilers: Sequence[str]
+            ) -> tuple[tuple[Broken, ...], tuple[str, ...]]:
     """What the staged shrink broke: imports, the user's and the traced commands, the
-    calls into the dispatched libraries it pruned, and the metadata of distributions
-    that stay (``unreadable``: what did not read before); with notes about the calls."""
+    calls into the dispatched libraries it pruned, the metadata of distributions that
+    stay (``unreadable``: what did not read before), and the runtime compilers that
+    compiled before (``compilers``); with notes about the calls."""
     if not options.verify:
         return (), ()
     broken = verify.broken(imports, modules, distributed,
                            options.verify_commands + options.used_by, options.used_by_timeout,
                            options.python_code != bytecode.SOURCE)
     calls, notes = cpu_check.broken(scan_, pruned)
-    metadata = distmeta.broken(imports.prefix, verify.python_of(imports.prefix), unreadable)
-    return (*broken, *calls, *metadata), notes
+    python = verify.python_of(imports.prefix)
+    metadata = distmeta.broken(imports.prefix, python, unreadable)
+    compiles = [Broken(what, "command", error) for what, error
+                in runtime_compilers.broken(imports.prefix, python, compilers)]
+    if compilers:
+        notes = (*notes, f"verified by a real compile: {', '.join(compilers)} still "
+                 "compiles at run time" if not compiles else "")
+    return (*broken, *calls, *metadata, *compiles), tuple(n for n in notes if n)
 
 
 def _recover(root: Path) -> tuple[str, ...]:
