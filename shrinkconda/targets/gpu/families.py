@@ -39,7 +39,8 @@ TORCH_DIRS = ("lib/python3*/site-packages/torch/lib", "lib")
 """Where torch's own libraries are: pip's wheel, conda-forge's ``pytorch``."""
 TRITON_DIRS = ("lib/python3*/site-packages/triton/_C",
                "lib/python3*/site-packages/triton/backends/nvidia/bin",
-               "lib/python3*/site-packages/triton/backends/nvidia/lib/cupti")
+               "lib/python3*/site-packages/triton/backends/nvidia/lib",
+               "lib/python3*/site-packages/triton/backends/nvidia/lib/cupti*")
 
 
 class FamilyError(ShrinkError):
@@ -105,8 +106,9 @@ BUILTIN: tuple[Family, ...] = (
     Family("cublas", "cuBLAS with cuBLASLt", ("libcublas.so*", "libcublasLt.so*"),
            (Member("libcublas.so*", on_demand=False), Member("libcublasLt.so*", False))),
     Family("nvrtc", "NVRTC and the builtins it loads when it compiles",
-           ("libnvrtc.so*",),
-           (Member("libnvrtc.so*", on_demand=False), *_on_demand("libnvrtc-builtins.so*"))),
+           ("libnvrtc.so*", "libnvrtc.alt.so*"),
+           (Member("libnvrtc.so*", on_demand=False), Member("libnvrtc.alt.so*", False),
+            *_on_demand("libnvrtc-builtins*.so*"))),
     Family("cusolver", "cuSOLVER and its multi-GPU cuSOLVERMg", ("libcusolver.so*",),
            (Member("libcusolver.so*", on_demand=False), *_on_demand("libcusolverMg.so*"))),
     Family("cusparse", "cuSPARSE with nvJitLink", ("libcusparse.so*",),
@@ -115,7 +117,8 @@ BUILTIN: tuple[Family, ...] = (
            (Member("libcufft.so*", on_demand=False), *_on_demand("libcufftw.so*"))),
     Family("curand", "cuRAND", ("libcurand.so*",), (Member("libcurand.so*", False),)),
     Family("nccl", "NCCL and its network plugins", ("libnccl.so*",),
-           (Member("libnccl.so*", on_demand=False), *_on_demand("libnccl-net*.so*"))),
+           (Member("libnccl.so*", on_demand=False),
+            *_on_demand("libnccl-net*.so*", "libnccl_device*"))),
     Family("cufile", "cuFile (GPUDirect Storage) and its RDMA library", ("libcufile.so*",),
            (Member("libcufile.so*", on_demand=False), *_on_demand("libcufile_rdma.so*"))),
     Family("nvshmem", "NVSHMEM's bootstrap and transport plugins",
@@ -132,16 +135,18 @@ BUILTIN: tuple[Family, ...] = (
            "linear algebra (cuSOLVER), NVRTC, CUPTI, NVTX",
            ("libtorch_cuda.so",),
            (Member("libtorch_cuda.so", on_demand=False),
-            *_on_demand("libtorch_cuda_linalg.so", "libcaffe2_nvrtc.so", "libcusolver.so*",
-                        "libcusolverMg.so*", "libcupti.so*", "libnvToolsExt.so*",
-                        "libnvrtc.so*", "libnvrtc-builtins.so*")),
+            *_on_demand("libtorch_cuda_linalg.so", "libcaffe2_nvrtc.so", "libtorch_nvshmem.so",
+                        "libcusolver.so*", "libcusolverMg.so*", "libcupti.so*",
+                        "libnvToolsExt.so*", "libnvtx3interop.so*", "libnvrtc.so*",
+                        "libnvrtc.alt.so*", "libnvrtc-builtins*.so*")),
            (*TORCH_DIRS, *NVIDIA_DIRS)),
     Family("triton-nvidia", "triton's NVIDIA backend tools (ptxas, cuobjdump, nvdisasm) "
            "and CUPTI, run when a kernel is compiled",
            ("libtriton.so",),
            (Member("libtriton.so", on_demand=False),
-            *_on_demand("ptxas", "ptxas-*", "cuobjdump", "nvdisasm", "libcupti.so*",
-                        "libnvperf_*.so*", "libpcsamplingutil.so*")),
+            *_on_demand("ptxas", "ptxas-*", "cuobjdump", "nvdisasm", "libproton.so",
+                        "libdevice*.bc", "*.ll", "libcupti.so*", "libnvperf_*.so*",
+                        "libpcsamplingutil.so*")),
            TRITON_DIRS),
 )
 """CUDA 12-13 as PyPI's ``nvidia-*`` wheels, conda-forge, torch 2.x and triton 3.x ship
