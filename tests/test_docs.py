@@ -130,6 +130,28 @@ def test_runnable_example_runs(example: docscheck.Example, prefix: Path) -> None
     assert not missing, f"{example} no longer prints:\n" + "\n".join(missing)
 
 
+_REPO_PATH = re.compile(r"`((?:shrinkconda|tests|scripts|examples|fixtures)/[^`\s]*)`")
+
+
+def test_files_the_docs_name_exist() -> None:
+    # `tests/test_x.py checks ...` must not outlive a renamed test or module
+    missing = [f"{_page(path)}:{number}: {match}"
+               for path in PAGES if path.parent.name == "docs" or path.name == "README.md"
+               for number, line in enumerate(path.read_text().splitlines(), 1)
+               for match in _REPO_PATH.findall(line)
+               if not any((REPO_ROOT / p).exists() for p in _expand(match))]
+    assert not missing, "no such file in the repository:\n" + "\n".join(missing)
+
+
+def _expand(path: str) -> list[str]:
+    """``shrinkconda/_vendor/tomli/`` as itself; ``a/{b,c}.py`` as both."""
+    braces = re.search(r"\{([^}]*)\}", path)
+    if not braces:
+        return [path]
+    return [path[:braces.start()] + part + path[braces.end():]
+            for part in braces[1].split(",")]
+
+
 @pytest.fixture(scope="module")
 def mkdocs() -> list[str]:
     if importlib.util.find_spec("mkdocs") is None:
