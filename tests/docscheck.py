@@ -3,8 +3,9 @@
 An example is a ``shrinkconda …`` command (also ``python shrinkconda.pyz …``,
 ``python -m shrinkconda …``, ``conda shrink …`` and ``pixi shrink …``) in a fenced code
 block or an inline code span. Blocks labelled ``sh``, ``bash``, ``shell`` or ``console``
-are examples that run (tests/test_docs.py runs them on a fixture prefix) unless the line
-just above the block is ``<!-- not-runnable: REASON -->``; other blocks (a synopsis,
+are examples that run (tests/test_docs.py runs them on a fixture prefix) and exit 0,
+unless the line just above the block is ``<!-- not-runnable: REASON -->`` (or
+``<!-- exit-status: N -->``: they exit N); other blocks (a synopsis,
 TOML, a Dockerfile) and inline spans are only checked for their options. An inline span
 that is an option alone (`` `--used-by` ``) must be an option of one of the commands,
 or one of :data:`FOREIGN_OPTIONS`.
@@ -28,6 +29,10 @@ RUN_LANGUAGES = frozenset({"sh", "bash", "shell", "console"})
 
 NOT_RUNNABLE = re.compile(r"^\s*<!--\s*not-runnable:\s*(?P<reason>.+?)\s*-->\s*$")
 """The marker, on the line just above a fence, of a block that cannot run here."""
+
+EXIT_STATUS = re.compile(r"^\s*<!--\s*exit-status:\s*(?P<status>\d+)\s*-->\s*$")
+"""The marker, on the line just above a fence, of a block whose commands exit with this
+status instead of 0 (a shrink that is rolled back exits 3)."""
 
 FOREIGN_OPTIONS: Mapping[str, str] = {
     "--strip-debug": "GNU strip", "--strip-unneeded": "GNU strip", "--strip-all": "GNU strip",
@@ -67,6 +72,8 @@ class Example:
     """It is in a block that runs, and not marked ``not-runnable``."""
     output: tuple[str, ...] = ()
     """In a ``console`` block: the lines the page shows it printing."""
+    exit_status: int = 0
+    """The status it exits with, as the block's ``exit-status`` marker says."""
 
     def __str__(self) -> str:
         return f"{self.page}:{self.line}: {self.program} {shlex.join(self.args)}"
@@ -87,7 +94,7 @@ class Finding:
 def examples(page: str, text: str) -> Iterator[Example]:
     """Every command example of a Markdown page, in page order."""
     lines = text.splitlines()
-    in_block, fence, lang, runnable = False, "", "", False
+    in_block, fence, lang, runnable, status = False, "", "", False, 0
     block: list[tuple[int, str]] = []
     for number, line in enumerate(lines, 1):
         opening = _FENCE.match(line)
@@ -95,11 +102,13 @@ def examples(page: str, text: str) -> Iterator[Example]:
             in_block, fence, lang = True, opening["fence"], opening["lang"].lower()
             above = lines[number - 2] if number > 1 else ""
             runnable = lang in RUN_LANGUAGES and not NOT_RUNNABLE.match(above)
+            marked = EXIT_STATUS.match(above)
+            status = int(marked["status"]) if marked else 0
             block = []
             continue
         if in_block and re.fullmatch(f"{re.escape(fence[0])}{{{len(fence)},}}", line.strip()):
             in_block = False
-            yield from _block_examples(page, block, lang, runnable)
+            yield from _block_examples(page, block, lang, runnable, status)
             continue
         if in_block:
             block.append((number, line))
@@ -107,11 +116,11 @@ def examples(page: str, text: str) -> Iterator[Example]:
             for span in _SPAN.findall(line):
                 yield from _commands(page, number, span, runnable=False)
     if in_block:  # an unclosed fence runs to the end of the page, as Markdown has it
-        yield from _block_examples(page, block, lang, runnable)
+        yield from _block_examples(page, block, lang, runnable, status)
 
 
 def _block_examples(page: str, block: list[tuple[int, str]], lang: str,
-                    runnable: bool) -> Iterator[Example]:
+                    runnable: bool, status: int) -> Iterator[Example]:
     """The commands of one fenced block; a ``console`` block's commands are its
     ``$ `` lines, and the lines up to the next ``$ `` are their output."""
     logical: list[tuple[int, str, list[str]]] = []
@@ -131,7 +140,7 @@ def _block_examples(page: str, block: list[tuple[int, str]], lang: str,
     for number, command, output in logical:
         for example in _commands(page, number, command, runnable):
             yield Example(example.page, example.line, example.program, example.args,
-                          example.runnable, tuple(output))
+                          example.runnable, tuple(output), status)
 
 
 def _commands(page: str, line: int, text: str, runnable: bool) -> Iterator[Example]:

@@ -76,7 +76,11 @@ def test_a_page_naming_a_gone_option_fails_with_the_page_and_the_option(
         "```sh\n"
         "conda shrink -n myenv --dry-run --fast\n"
         "```\n\n"
-        "Or `shrinkconda shrinkk /opt/env`.\n")
+        "Or `shrinkconda shrinkk /opt/env`.\n\n"
+        "<!-- exit-status: 3 -->\n"
+        "```console\n"
+        "$ shrinkconda shrink -y /opt/env --verify-command false\n"
+        "```\n")
     text = page.read_text()
     examples = list(docscheck.examples("stale.md", text))
     findings = [str(f) for e in examples for f in docscheck.check(e)]
@@ -90,8 +94,9 @@ def test_a_page_naming_a_gone_option_fails_with_the_page_and_the_option(
          "the docs name in tests/docscheck.py's FOREIGN_OPTIONS)"),
     ]
     # The marker is read: the shell block runs, the conda one does not.
-    assert [(e.program, e.runnable) for e in examples] == [
-        ("shrinkconda", True), ("conda shrink", False), ("shrinkconda", False)]
+    assert [(e.program, e.runnable, e.exit_status) for e in examples] == [
+        ("shrinkconda", True, 0), ("conda shrink", False, 0), ("shrinkconda", False, 0),
+        ("shrinkconda", True, 3)]
 
 
 def test_console_blocks_keep_their_output_and_options_take_their_values() -> None:
@@ -123,7 +128,7 @@ def test_runnable_example_runs(example: docscheck.Example, prefix: Path) -> None
         "<!-- not-runnable: REASON --> (docs/contributing.md)")
     args = _substituted(example.args, str(prefix))
     result = CliRunner().invoke(cli.main, args, env={"CONDA_PREFIX": str(prefix)})
-    assert result.exit_code == 0, f"{example}\n{result.output}"
+    assert result.exit_code == example.exit_status, f"{example}\n{result.output}"
     printed = {_shape(line, str(prefix)) for line in result.output.splitlines()}
     shown = [line for line in example.output if line.strip() and "[...]" not in line]
     missing = [line for line in shown if _shape(line, str(prefix)) not in printed]
