@@ -5,17 +5,21 @@ run here do run, on a copy of the fixture prefix (tests/docscheck.py reads them)
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import docscheck
 import pytest
 from click.testing import CliRunner
 
-from shrinkconda import cli
+from shrinkconda import cli, pipeline
+from shrinkconda.render import breakdown, compressed
+from shrinkconda.render import report as render_report
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PAGES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").rglob("*.md")),
@@ -133,6 +137,27 @@ def test_runnable_example_runs(example: docscheck.Example, prefix: Path) -> None
     shown = [line for line in example.output if line.strip() and "[...]" not in line]
     missing = [line for line in shown if _shape(line, str(prefix)) not in printed]
     assert not missing, f"{example} no longer prints:\n" + "\n".join(missing)
+
+
+def test_json_report_page_lists_every_key_the_report_has(template_prefix: Path) -> None:
+    report = pipeline.audit(template_prefix, pipeline.Options(
+        extras=breakdown.Wanted(by_package=True)))
+    # --compressed reads the whole prefix twice: its keys come from a report given sizes
+    sizes = compressed.Sizes(gzip=1, zstd=2, zip=3)
+    doc = json.loads(render_report.to_json(
+        replace(report, compressed=compressed.Compressed(before=sizes, after=sizes))))
+    rows = {}
+    for line in (REPO_ROOT / "docs/json-report.md").read_text().splitlines():
+        cells = line.split(" | ")
+        for key in re.findall(r"`(\w+)`", cells[0]) if line.startswith("| `") else ():
+            rows[key] = cells[1]
+    assert set(rows) == set(doc), "docs/json-report.md lists other keys than the report has"
+    for key, value in doc.items():
+        inner = value[0] if isinstance(value, list) and value else value
+        if isinstance(inner, dict) and inner:
+            documented = re.search(r"\{([\w, ]+)\}", rows[key])
+            assert documented, f"docs/json-report.md: `{key}` does not list its keys"
+            assert documented[1].split(", ") == list(inner), f"`{key}`: {list(inner)}"
 
 
 _REPO_PATH = re.compile(r"`((?:shrinkconda|tests|scripts|examples|fixtures)/[^`\s]*)`")
