@@ -203,12 +203,15 @@ def test_site_builds_in_strict_mode(mkdocs: list[str], tmp_path: Path) -> None:
     assert "removes_distributions" in api_page  # generated from the docstrings
 
 
-def test_strict_build_fails_on_a_broken_link_and_a_page_missing_from_nav(
+def test_strict_build_fails_on_a_broken_link_a_missing_page_and_one_left_out(
         mkdocs: list[str], tmp_path: Path) -> None:
+    yaml = pytest.importorskip("yaml")  # mkdocs' own dependency
     site = tmp_path / "src"
     shutil.copytree(REPO_ROOT / "docs", site / "docs")
-    for name in ("mkdocs.yml", "BENCHMARKS.md"):
-        shutil.copy(REPO_ROOT / name, site / name)
+    shutil.copy(REPO_ROOT / "BENCHMARKS.md", site / "BENCHMARKS.md")
+    config = yaml.safe_load((REPO_ROOT / "mkdocs.yml").read_text())
+    config["nav"].append({"Gone": "gone-page.md"})
+    (site / "mkdocs.yml").write_text(yaml.safe_dump(config))
     with (site / "docs/faq.md").open("a") as faq:
         faq.write("\nSee [the old page](no-such-page.md).\n")
     (site / "docs/orphan.md").write_text("# Not in the nav\n")
@@ -217,3 +220,4 @@ def test_strict_build_fails_on_a_broken_link_and_a_page_missing_from_nav(
     assert build.returncode != 0
     assert "no-such-page.md" in build.stderr
     assert "orphan.md" in build.stderr
+    assert "gone-page.md" in build.stderr
