@@ -142,7 +142,25 @@ def gpu_bench(env: Path, wheels: Path, workdir: Path, reps: int, only: Sequence[
             "import_torch_s": cold_start(copy, reps),
         }
         shutil.rmtree(copy, ignore_errors=True)
+    if not only or "used-by-audit" in only:
+        results["used-by-audit"] = audit_used_by(original, shrink_env)
     return results
+
+
+def audit_used_by(prefix: Path, shrink_env: dict[str, str] | None) -> dict[str, Any]:
+    """``shrinkconda audit --used-by``: what the app-aware shrink would free and keep,
+    whether or not its verification would then pass."""
+    argv = [sys.executable, "-m", "shrinkconda", "audit", "--json", "--used-by",
+            f"python {APP}", str(prefix)]
+    start = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True, check=False,
+                          cwd=str(REPO_ROOT), env=shrink_env)
+    report = _json(done.stdout)
+    return {"command": "shrinkconda audit --used-by 'python APP' P", "exit": done.returncode,
+            "seconds": round(time.perf_counter() - start, 1),
+            "bytes_saved": report.get("bytes_saved"),
+            "notes": [n for n in report.get("notes", []) if "GPU" in n],
+            "stderr": done.stderr.strip().splitlines()[-3:]}
 
 
 def _json(text: str) -> dict[str, Any]:
@@ -171,7 +189,12 @@ def gpu_table(results: dict[str, Any]) -> str:
                     f"{r['cudnn_bytes'] / MIB:,.1f} | {_ok(r['train'])} | "
                     f"{_ok(r['pip_check'])} / {_ok(r['pip_show'])} | "
                     f"{_ok(r.get('torch_compile'))} | {r['import_torch_s']:.2f} |")
-    notes = [f"- {name}: {note}" for name in CONTENDERS for note in
+    audit = results.get("used-by-audit")
+    if audit and audit.get("bytes_saved") is not None:
+        rows.append(f"| `{audit['command']}` (predicted) | "
+                    f"{(results['before'] - audit['bytes_saved']) / MIB:,.1f} | "
+                    f"{audit['bytes_saved'] / MIB:,.1f} | | | | | |")
+    notes = [f"- {name}: {note}" for name in (*CONTENDERS, "used-by-audit") for note in
              (results.get(name) or {}).get("notes", [])]
     return "\n".join(rows + ([""] + notes if notes else []))
 
