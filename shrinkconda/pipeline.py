@@ -170,8 +170,9 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
             importable = background.submit(verify.importable, imports, options.verify)
         readable = background.submit(distmeta.unreadable, root, verify.python_of(root)
                                      if options.verify else None)
+        # --used-by keeps what its commands use: a compile none of them ran may break
         compiling = background.submit(runtime_compilers.working, root, verify.python_of(root)
-                                      if options.verify else None)
+                                      if options.verify and not options.used_by else None)
         the_plan, problems, cpu = _plan(root, chosen, plugin_problems, options, progress, usage,
                                         target)
         notes += cpu.notes
