@@ -69,7 +69,8 @@ def du(path: Path) -> int:
 def run(prefix: Path, *argv: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     """A command with the prefix's bin/ first on PATH, in a clean environment."""
     env = {"PATH": f"{prefix}/bin:/usr/bin:/bin", "LC_ALL": "C.UTF-8", "HOME": "/tmp",
-           "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+           "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+           "PYTHONDONTWRITEBYTECODE": "1"}  # the checks must not grow the original
     return subprocess.run(list(argv), env=env, capture_output=True, text=True, check=False,
                           timeout=timeout, cwd="/tmp")
 
