@@ -115,15 +115,17 @@ def needed(scan: Scan, known: Sequence[RuntimeCompiler] | None = None
 def spare(scan: Scan, chosen: Sequence[int]) -> Iterator[Keep]:
     """A :class:`Keep` for each entry a present compiler needs that ``chosen`` (a
     strategy's removals) would take: inside a chosen subtree, or holding a chosen entry."""
-    needed_here = dict(needed(scan))
+    needed_here: dict[int, list[str]] = {}
+    for index, why in needed(scan):
+        needed_here.setdefault(index, []).append(why)
     if not needed_here:
         return
     chosen_set = set(chosen)
-    for index, why in needed_here.items():
+    for index, whys in needed_here.items():
         inside = any(c <= index < scan.ends[c] for c in chosen_set)
         holding = any(index <= c < scan.ends[index] for c in chosen_set)
-        if inside or holding:
-            yield Keep(index, why)
+        if inside or holding:  # every compiler that needs it, so none is hidden
+            yield Keep(index, "; ".join(whys))
 
 
 def needed_distributions(scan: Scan) -> dict[str, str]:
