@@ -28,7 +28,7 @@ from shrinkconda.targets import cpu as cpu_target
 from shrinkconda.targets.cpu import cap as cpu_cap
 from shrinkconda.targets.cpu import check as cpu_check
 from shrinkconda.targets.cpu.select import Found
-from shrinkconda.transaction import faults, interrupt, journal, preflight
+from shrinkconda.transaction import faults, interrupt, journal, preflight, state, testhooks
 from shrinkconda.units import counted
 
 StageProgress = Optional[Callable[[str, int], None]]
@@ -106,6 +106,7 @@ def audit(prefix: str | os.PathLike[str], options: Options = Options(),
     An unfinished transaction a killed shrink left behind is finished or rolled back
     first, so the prediction is about a consistent prefix.
     """
+    state.begin()
     root = check_prefix(prefix)
     breakdown.check(options.extras, root)
     target = cpu_target.levels.target(options.target_cpu)
@@ -113,6 +114,7 @@ def audit(prefix: str | os.PathLike[str], options: Options = Options(),
     mode = options.strip_mode if options.strips() else None
     with journal.locked(root):
         notes = _recover(root)
+        testhooks.reached("recovered")
         usage = used_by.trace_workloads(root, options.used_by, options.used_by_timeout,
                                         options.command_output)
         the_plan, problems, cpu = _plan(root, chosen, plugin_problems, options, progress, usage,
@@ -142,6 +144,7 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
     originals' places; then the environment is verified. If something that imported
     before no longer does, everything goes back and the report says what broke.
     """
+    state.begin()
     root = check_prefix(prefix)
     breakdown.check(options.extras, root)
     target = cpu_target.levels.target(options.target_cpu)
@@ -153,6 +156,7 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
             ThreadPoolExecutor(max_workers=1) as background, \
             verify.ImportCheck(root, options.jobs or 2) as imports:
         notes = _recover(root)
+        testhooks.reached("recovered")
         usage = used_by.trace_workloads(root, options.used_by, options.used_by_timeout,
                                         options.command_output)
         # What imports before the shrink is asked of the env's own python (subprocesses)
@@ -193,11 +197,15 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
                 the_plan, bytearray(len(scan_)), problems, dry_run=False,
                 phases=[change.undone() for change in changes], notes=notes,
                 broken=broken, verified=True, rolled_back=True)
+            testhooks.reached("report")
             return extras.finish(report, bytearray(len(scan_)), (), (), after=None)
         dropped: list[str] = []
         txn.commit(outcome.payload(the_plan, removed, changes, mode, options.conda_pack_views,
                                    digest=condameta.sha256),
                    lambda payload: dropped.extend(condameta.apply(root, payload)))
+        # Shrunk from here on (state.SHRUNK): a signal or a fault while the report is made
+        # says so, and changes nothing more.
+        testhooks.reached("committed")
         if options.verify and modules:
             notes += ((f"verified: the {counted(len(modules), 'top-level module')} "
                        "that imported before the shrink still import"),)
@@ -205,6 +213,7 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
         report = outcome.report(
             the_plan, removed, problems, dry_run=False, phases=changes, notes=notes,
             verified=options.verify, metadata=metadata, removed_packages=dropped)
+        testhooks.reached("report")
         return extras.finish(report, removed_by(changes, scan_, removed),
                              _stripped(changes), metadata, lambda: breakdown.measured_after(root))
 
