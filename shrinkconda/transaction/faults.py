@@ -118,6 +118,8 @@ def _operation(path: str, root: Path | None) -> str:
         return "writing the shrink's journal"
     if name.endswith(TEMP_SUFFIX):
         return "writing a stripped copy"
+    if rel.startswith(f"{STATE_DIR}/staging/python-code/"):  # phases.bytecode's _TEMP
+        return "writing compiled bytecode"
     if rel.startswith(f"{STATE_DIR}/"):
         return "moving files into the staging directory"
     if rel == STATE_DIR:
