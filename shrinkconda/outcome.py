@@ -88,7 +88,7 @@ def report(the_plan: Plan, removed: bytearray, problems: list[Problem], dry_run:
            phases: Sequence[Outcome] = (), notes: tuple[str, ...] = (),
            broken: tuple[Broken, ...] = (), verified: bool | None = None,
            rolled_back: bool = False, metadata: Sequence[condameta.Change] = (),
-           removed_packages: Sequence[str] = ()) -> Report:
+           removed_packages: Sequence[str] = (), refused: str | None = None) -> Report:
     """The report: each strategy's removals, then each phase's changes and the
     ``conda-meta`` changes, counted in one :class:`Ledger` so no inode counts twice."""
     ledger = Ledger(the_plan.scan)
@@ -139,6 +139,7 @@ def report(the_plan: Plan, removed: bytearray, problems: list[Problem], dry_run:
         broken=broken,
         removed_packages=tuple(removed_packages),
         used_by=tuple(sorted(per_package.items())),
+        refused=refused,
     )
 
 

@@ -127,10 +127,11 @@ def audit(prefix: str | os.PathLike[str], options: Options = Options(),
         payload = outcome.payload(the_plan, removed, changes, mode, options.conda_pack_views,
                                   digest=lambda path: "0" * 64)
         metadata, dropped = condameta.predict(the_plan.scan, payload)
-        notes += preflight.notes(root, preflight.needs(the_plan, rooms(phases, the_plan.scan,
-                                                                       removed)))
+        refused = preflight.refusal(root, the_plan, preflight.needs(
+            the_plan, rooms(phases, the_plan.scan, removed)))
         report = outcome.report(the_plan, removed, problems, dry_run=True, phases=changes,
-                                notes=notes, metadata=metadata, removed_packages=dropped)
+                                notes=notes + preflight.notes(refused), metadata=metadata,
+                                removed_packages=dropped, refused=refused)
         gone, replaced = removed_by(changes, the_plan.scan, removed), _stripped(changes)
         return extras.finish(report, gone, replaced, metadata, lambda: breakdown.predicted_after(
             the_plan, gone, replaced, options.strip_mode, payload, metadata, options.jobs))
