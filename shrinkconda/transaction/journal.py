@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
-from shrinkconda.errors import Interrupted, ShrinkError
+from shrinkconda.errors import ShrinkError
 from shrinkconda.scan import STATE_DIR, TEMP_SUFFIX, Problem
 from shrinkconda.transaction import faults, interrupt, state, testhooks
 
@@ -188,17 +188,14 @@ class Transaction:
 
     def commit(self, payload: dict[str, Any], apply: Callable[[dict[str, Any]], object]) -> None:
         """Make the shrink final: record ``payload``, ``apply`` it, drop the staging.
-        Once begun it ends: a signal meanwhile is raised afterwards, marked finished."""
-        try:
-            with interrupt.shielded():
-                doc = self._read()
-                doc.update(state="committing", payload=payload)
-                self._write(doc)
-                state.committed()  # recovery finishes it from here on: no way back
-                self._complete(doc, apply)
-        except Interrupted as exc:
-            exc.finished = True
-            raise
+        Once begun it ends: a signal meanwhile is raised afterwards, and its message
+        says the prefix is shrunk (:mod:`~shrinkconda.transaction.state`)."""
+        with interrupt.shielded():
+            doc = self._read()
+            doc.update(state="committing", payload=payload)
+            self._write(doc)
+            state.committed()  # recovery finishes it from here on: no way back
+            self._complete(doc, apply)
 
     def recover(self, apply: Callable[[dict[str, Any]], object]) -> str | None:
         """Finish or roll back a transaction a killed run left; say which, or ``None``."""
