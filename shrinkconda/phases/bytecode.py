@@ -25,7 +25,7 @@ from shrinkconda.phases.base import Added, Outcome, Progress, Replacement
 from shrinkconda.plan import Kept, protected_by
 from shrinkconda.scan import DIR, FILE, SYMLINK, Problem, Scan
 from shrinkconda.strategies import _python
-from shrinkconda.transaction import journal, testhooks
+from shrinkconda.transaction import journal
 from shrinkconda.transaction.preflight import Need, blocks
 
 NAME = "python-code"
@@ -150,7 +150,6 @@ class PythonCodePhase:
             out.mkdir(parents=True, exist_ok=True)
             for directory in fresh_dirs.values():
                 (out / directory).mkdir(parents=True, exist_ok=True)
-            testhooks.reached("python-code")
         results = pycompile.compile_all(python, [job for _, job in jobs], self.jobs,
                                         self.progress)
         done = _outcome(scan, removed, modules, jobs, results, fresh_dirs, out,

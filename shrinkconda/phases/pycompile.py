@@ -17,7 +17,7 @@ from typing import Callable
 
 from shrinkconda import verify
 from shrinkconda.errors import ShrinkError
-from shrinkconda.transaction import faults
+from shrinkconda.transaction import faults, testhooks
 
 SOURCELESS = "sourceless"
 """A legacy ``m.pyc`` where ``m.py`` was: the module itself, without its source."""
@@ -162,9 +162,17 @@ def compile_all(python: Interpreter, jobs: Sequence[Job], workers: int = 2,
     failures: list[str] = []
     faulted: list[OSError] = []
     workers = max(1, min(workers, len(jobs)))
+    first = threading.Lock()  # held by the thread that got the first answer, for good
+
+    def answered(n: int) -> None:
+        if first.acquire(blocking=False) and jobs[n].out:
+            testhooks.reached("python-code")  # one module written, the rest under way
+        if progress is not None:
+            progress(1)
+
     threads = [threading.Thread(target=_compile_part,
                                 args=(python, jobs, range(w, len(jobs), workers), results,
-                                      failures, faulted, progress))
+                                      failures, faulted, answered))
                for w in range(workers)]
     for thread in threads:
         thread.start()
@@ -180,7 +188,7 @@ def compile_all(python: Interpreter, jobs: Sequence[Job], workers: int = 2,
 
 def _compile_part(python: Interpreter, jobs: Sequence[Job], part: range,
                   results: list[Compiled | None], failures: list[str],
-                  faulted: list[OSError], progress: Callable[[int], None] | None) -> None:
+                  faulted: list[OSError], answered: Callable[[int], None]) -> None:
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONNODEBUGRANGES": "1"}
     try:
         proc = subprocess.Popen(
@@ -219,8 +227,7 @@ def _compile_part(python: Interpreter, jobs: Sequence[Job], part: range,
         if code in faults.FATAL:
             faulted.append(OSError(code, os.strerror(code), os.fsdecode(where)))
         results[n] = Compiled(size, error, current)
-        if progress is not None:
-            progress(1)
+        answered(n)
     feeder.join()
     stderr = proc.stderr.read().decode(errors="replace") if proc.stderr is not None else ""
     if proc.wait() != 0 or any(results[n] is None for n in part):

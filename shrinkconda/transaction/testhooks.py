@@ -13,7 +13,8 @@ full right before the journal is written. Unset (always, outside the tests), eac
 
 Points, in the order a shrink reaches them: ``lock`` (the prefix is locked next),
 ``recovered`` (a leftover transaction, if any, was finished or rolled back),
-``python-code`` (compiled bytecode is written next), ``prepare`` (nothing written yet),
+``python-code`` (the first module's bytecode was written into staging, the others'
+is being written), ``prepare`` (nothing written yet),
 ``strip`` (journal written, stripped copies next), ``journal`` (the journal of the
 staging is written next), ``staging`` (the first path was staged), ``commit``
 (committing: the records are rewritten next), ``committed`` (the commit returned: the
