@@ -49,8 +49,9 @@ def apply(prefix: Path, payload: dict[str, Any]) -> list[str]:
     """Drop removed paths from the records, refresh stripped files' size and sha256,
     point changed records at their views (``payload["views"]``) or blank their
     ``link.source``, remove the records of packages that lost every file, keep pip's
-    ``RECORD`` files true (:mod:`piprecord`), and append the shrink to the history. Idempotent, so recovery may run
-    it again. Returns the names of the packages whose records were removed."""
+    ``RECORD`` files true (:mod:`piprecord`), and append the shrink to the history.
+    Idempotent, so recovery may run it again. Returns the names of the packages whose
+    records were removed."""
     dropped = []
     for change in updated_records(prefix, payload):
         if change.drop:
