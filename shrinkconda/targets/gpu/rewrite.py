@@ -91,21 +91,6 @@ def _covers(cubin: int, target: int, ptx: int) -> bool:
     return cubin // 10 == target // 10 and cubin <= target and ptx <= target
 
 
-def predicted_saving(fat: Fatbin, choice: Choice, align: int = 4096) -> int:
-    """Bytes the rewrite takes off the file: the dropped entries, rounded down to the
-    page size the moved tail keeps its alignment in."""
-    new = _compact_size(fat, choice)
-    return (fat.size - new) // align * align
-
-
-def _compact_size(fat: Fatbin, choice: Choice) -> int:
-    pos = 0
-    for container, kept in zip(fat.containers, choice.kept):
-        pos = _round_up(pos, _CONTAINER_ALIGN)
-        pos += container.header_size + sum(e.size for e in kept)
-    return pos
-
-
 @dataclass
 class _Layout:
     header: tuple[int, ...]
@@ -131,10 +116,35 @@ def _layout(path: str) -> _Layout:
     return _Layout(header, phdrs, shdrs, info)
 
 
-def rewrite(src: str, dst: str, target: GpuTarget, ptx: bool = True) -> Rewritten:
-    """Write ``src`` without the device code ``target`` never runs to the new file
-    ``dst``. Raises :class:`RewriteUnsupported` (nothing written) when the layout does not
-    allow it or nothing would be saved, :class:`fatbin.FatbinError` for a corrupt fatbin.
+@dataclass(frozen=True)
+class Prepared:
+    """A rewrite worked out from the headers, before any byte is written."""
+
+    src: str
+    fat: Fatbin
+    choice: Choice
+    section_offset: int
+    new_fat_size: int
+    shift: int
+    """Bytes the file loses: what follows the fatbin moves down by this much."""
+    header: tuple[int, ...]
+    phdrs: tuple[tuple[int, ...], ...]
+    shdrs: tuple[tuple[int, ...], ...]
+    patches: tuple[tuple[int, bytes], ...]
+    file_size: int
+
+    @property
+    def after(self) -> int:
+        """The new file's size."""
+        return self.file_size - self.shift
+
+
+def prepare(src: str, target: GpuTarget, ptx: bool = True) -> Prepared:
+    """Work out the rewrite of ``src`` from its headers and the fatbin's entry headers.
+
+    Raises :class:`RewriteUnsupported` when the layout does not allow it or nothing
+    would be saved, :class:`fatbin.FatbinError` for a corrupt fatbin, ``ElfError`` for a
+    corrupt ELF file.
     """
     lay = _layout(src)
     info = lay.info
@@ -145,10 +155,9 @@ def rewrite(src: str, dst: str, target: GpuTarget, ptx: bool = True) -> Rewritte
     fat = fatbin.read_file(src, info)
     assert fat is not None
     choice = choose(fat, target, ptx)
-    with open(src, "rb") as f:
-        new_fat, moved = _compact(f, sec.offset, fat, choice)
+    new_size, moved = _offsets(fat, choice)
     old_start, old_end = sec.offset, sec.offset + sec.size
-    new_end = old_start + len(new_fat)
+    new_end = old_start + new_size
     loads = [p for p in lay.phdrs if p[0] == elf.PT_LOAD]
     align = max((p[7] for p in loads), default=1)
     shift = (old_end - new_end) // align * align
@@ -156,39 +165,65 @@ def rewrite(src: str, dst: str, target: GpuTarget, ptx: bool = True) -> Rewritte
         raise RewriteUnsupported("the kept device code frees less than one page")
     mapping = {sec.addr + old: sec.addr + new for old, new in moved.items()}
     phdrs = _split_segments(lay, sec, new_end, shift)
-    shdrs = _moved_sections(lay, index, len(new_fat), old_end, shift)
+    shdrs = _moved_sections(lay, index, new_size, old_end, shift)
     patches = _pointer_patches(src, lay, sec, mapping, old_end, shift)
     header = list(lay.header)
-    phoff = header[5]
     if header[6] >= old_end:
         header[6] -= shift
     header[10] = len(phdrs)
-    with open(src, "rb") as f, open(dst, "wb") as out:
+    return Prepared(src, fat, choice, sec.offset, new_size, shift, tuple(header),
+                    tuple(map(tuple, phdrs)), tuple(map(tuple, shdrs)), tuple(patches),
+                    info.file_size)
+
+
+def write(prepared: Prepared, dst: str) -> Rewritten:
+    """Write the prepared rewrite to the new file ``dst``."""
+    p = prepared
+    old_start, old_end = p.section_offset, p.section_offset + p.fat.size
+    with open(p.src, "rb") as f, open(dst, "wb") as out:
         _copy(f, out, 0, old_start)
+        new_fat = _compact(f, old_start, p.fat, p.choice)
+        assert len(new_fat) == p.new_fat_size
         out.write(new_fat)
-        out.write(b"\0" * (old_end - shift - new_end))
-        _copy(f, out, old_end, info.file_size - old_end)
+        out.write(b"\0" * (old_end - p.shift - old_start - len(new_fat)))
+        _copy(f, out, old_end, p.file_size - old_end)
         out.seek(0)
-        out.write(_EHDR.pack(*header))
-        out.seek(phoff)
-        out.write(b"".join(_PHDR.pack(*p) for p in phdrs))
-        out.seek(header[6])
-        out.write(b"".join(_SHDR.pack(*s) for s in shdrs))
-        for offset, data in patches:
+        out.write(_EHDR.pack(*p.header))
+        out.seek(p.header[5])
+        out.write(b"".join(_PHDR.pack(*h) for h in p.phdrs))
+        out.seek(p.header[6])
+        out.write(b"".join(_SHDR.pack(*h) for h in p.shdrs))
+        for offset, data in p.patches:
             out.seek(offset)
             out.write(data)
-    shutil.copymode(src, dst)
-    return Rewritten(info.file_size, os.path.getsize(dst), sec.size, len(new_fat),
-                     tuple(choice.entries()))
+    shutil.copymode(p.src, dst)
+    return Rewritten(p.file_size, os.path.getsize(dst), p.fat.size, len(new_fat),
+                     tuple(p.choice.entries()))
 
 
-def _compact(f: BinaryIO, base: int, fat: Fatbin, choice: Choice) -> tuple[bytes, dict[int, int]]:
-    """The new section's bytes, and where each container moved (section offsets)."""
-    out = bytearray()
+def rewrite(src: str, dst: str, target: GpuTarget, ptx: bool = True) -> Rewritten:
+    """Write ``src`` without the device code ``target`` never runs to the new file
+    ``dst`` (:func:`prepare`, then :func:`write`); nothing is written when it raises."""
+    return write(prepare(src, target, ptx), dst)
+
+
+def _offsets(fat: Fatbin, choice: Choice) -> tuple[int, dict[int, int]]:
+    """The compacted section's size, and where each container moves (section offsets)."""
+    pos = 0
     moved = {}
     for container, kept in zip(fat.containers, choice.kept):
+        pos = _round_up(pos, _CONTAINER_ALIGN)
+        moved[container.offset] = pos
+        pos += container.header_size + sum(e.size for e in kept)
+    return pos, moved
+
+
+def _compact(f: BinaryIO, base: int, fat: Fatbin, choice: Choice) -> bytes:
+    """The compacted section's bytes: each container's header with its new size, then
+    the kept entries as they were."""
+    out = bytearray()
+    for container, kept in zip(fat.containers, choice.kept):
         out += b"\0" * (_round_up(len(out), _CONTAINER_ALIGN) - len(out))
-        moved[container.offset] = len(out)
         f.seek(base + container.offset)
         head = bytearray(f.read(container.header_size))
         struct.pack_into("<Q", head, 8, sum(e.size for e in kept))
@@ -196,7 +231,7 @@ def _compact(f: BinaryIO, base: int, fat: Fatbin, choice: Choice) -> tuple[bytes
         for entry in kept:
             f.seek(base + entry.offset)
             out += f.read(entry.size)
-    return bytes(out), moved
+    return bytes(out)
 
 
 def _split_segments(lay: _Layout, sec: elf.Section, new_end: int, shift: int) -> list[list[int]]:
