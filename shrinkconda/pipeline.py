@@ -28,6 +28,8 @@ from shrinkconda.targets import cpu as cpu_target
 from shrinkconda.targets.cpu import cap as cpu_cap
 from shrinkconda.targets.cpu import check as cpu_check
 from shrinkconda.targets.cpu.select import Found
+from shrinkconda.targets.gpu import archs as gpu_archs
+from shrinkconda.targets.gpu import phase as gpu_phase
 from shrinkconda.transaction import faults, interrupt, journal, preflight
 from shrinkconda.units import counted
 
@@ -92,6 +94,12 @@ class Options:
     """The lowest x86-64 level (or ``native``) the env must run on: dispatched kernels
     no CPU at or above it loads go, and the dispatch is capped there. ``None``: every
     kernel a dispatcher may load stays."""
+    target_gpu: str | None = None
+    """The GPU architectures the env must run on (``sm_90``, ``sm_80,sm_90``, ``none``,
+    ``native``): device code no such GPU runs leaves the libraries whose licence allows
+    it. ``None``: every library stays whole."""
+    no_ptx: bool = False
+    """With ``target_gpu``, drop the target's PTX too where a cubin covers it."""
 
     def strips(self) -> bool:
         """Whether the strip phase runs."""
@@ -109,6 +117,7 @@ def audit(prefix: str | os.PathLike[str], options: Options = Options(),
     root = check_prefix(prefix)
     breakdown.check(options.extras, root)
     target = cpu_target.levels.target(options.target_cpu)
+    gpu = gpu_archs.target(options.target_gpu)
     options, chosen, dedups, plugin_problems = _resolve(options)
     mode = options.strip_mode if options.strips() else None
     with journal.locked(root):
@@ -120,7 +129,7 @@ def audit(prefix: str | os.PathLike[str], options: Options = Options(),
         notes += cpu.notes
         extras = breakdown.Breakdown(options.extras, the_plan)
         removed = the_plan.removed()
-        phases = _phases(options, mode, dedups, usage, progress, cpu)
+        phases = _phases(options, mode, dedups, usage, progress, cpu, gpu)
         changes = run_all(phases, the_plan.scan, removed)
         payload = outcome.payload(the_plan, removed, changes, mode, options.conda_pack_views,
                                   digest=lambda path: "0" * 64)
@@ -145,6 +154,7 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
     root = check_prefix(prefix)
     breakdown.check(options.extras, root)
     target = cpu_target.levels.target(options.target_cpu)
+    gpu = gpu_archs.target(options.target_gpu)
     options, chosen, dedups, plugin_problems = _resolve(options)
     mode = options.strip_mode if options.strips() else None
     preflight.check_writable(root)  # before the lock, the journal, anything
@@ -170,7 +180,7 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
             importable = background.submit(verify.importable, imports, options.verify,
                                            used_by.modules_to_verify(the_plan, usage))
         removed = the_plan.removed()
-        phases = _phases(options, mode, dedups, usage, progress, cpu)
+        phases = _phases(options, mode, dedups, usage, progress, cpu, gpu)
         preflight.check(root, the_plan, preflight.needs(the_plan, rooms(phases, scan_, removed)))
         txn = journal.Transaction(root)
         changes = run_all(phases, scan_, removed, txn)
@@ -283,14 +293,18 @@ def _plan(root: Path, chosen: Sequence[strategies.Strategy], plugin_problems: li
 
 
 def _phases(options: Options, mode: str | None, dedups: bool, usage: trace.Usage | None,
-            progress: StageProgress, cpu: cpu_target.Dispatch) -> list[Phase]:
-    """The phases that rewrite or add files, in order: the code's form, strip, dedup,
-    the CPU dispatch cap."""
+            progress: StageProgress, cpu: cpu_target.Dispatch,
+            gpu: gpu_archs.GpuTarget | None = None) -> list[Phase]:
+    """The phases that rewrite or add files, in order: the code's form, the GPU device
+    code (before strip, which leaves the libraries it rewrote alone), strip, dedup, the
+    CPU dispatch cap."""
     chosen: list[Phase] = []
     if options.python_code != bytecode.SOURCE:
         chosen.append(bytecode.PythonCodePhase(
             options.python_code, options.keep, usage.sources_read if usage else frozenset(),
             options.jobs or os.cpu_count() or 2, _stage(progress, bytecode.NAME)))
+    if gpu is not None:
+        chosen.append(gpu_phase.GpuPhase(gpu, not options.no_ptx, _stage(progress, gpu_phase.NAME)))
     if mode is not None:
         chosen.append(strip_phase.StripPhase(mode, options.jobs, _stage(progress, STRIP)))
     if dedups:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from shrinkconda.errors import StripToolMissing
 from shrinkconda.phases import strip
@@ -30,7 +30,7 @@ class StripPhase:
 
     def predict(self, scan: Scan, removed: bytearray, earlier: Sequence[Outcome]) -> Outcome:
         """What stripping what the removals leave would replace."""
-        chosen = strip.candidates(scan, removed)
+        chosen = _unreplaced(strip.candidates(scan, removed), earlier)
         predicted, problems = strip.predict(scan, chosen.indices, self.mode, self.progress)
         try:
             strip.find_tool()
@@ -42,7 +42,7 @@ class StripPhase:
     def make(self, scan: Scan, removed: bytearray, earlier: Sequence[Outcome],
              txn: journal.Transaction) -> Outcome:
         """Stripped copies beside the originals, for the transaction to swap in."""
-        chosen = strip.candidates(scan, removed)
+        chosen = _unreplaced(strip.candidates(scan, removed), earlier)
         notes = _notes(scan, chosen, self.mode)
         dirs = tuple(sorted({os.path.dirname(scan.paths[i]) for i in chosen.indices}))
         txn.prepare(dirs)
@@ -70,6 +70,15 @@ class StripPhase:
         return Need(NAME, "stripped copies", sum(blocks(r.size) for r in predicted) + doubtful,
                     len(predicted), "pass --no-strip",
                     dirs=tuple(sorted({os.path.dirname(p) for p in paths})), steps=paths)
+
+
+def _unreplaced(chosen: strip.Candidates, earlier: Sequence[Outcome]) -> strip.Candidates:
+    """The candidates an earlier phase (``gpu-code``) does not replace already: one
+    replacement per file."""
+    taken = {r.index for outcome in earlier for r in outcome.replaced}
+    if not taken:
+        return chosen
+    return replace(chosen, indices=tuple(i for i in chosen.indices if i not in taken))
 
 
 def _notes(scan: Scan, chosen: strip.Candidates, mode: str) -> tuple[str, ...]:
