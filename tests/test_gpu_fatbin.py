@@ -17,14 +17,14 @@ from shrinkconda.targets.gpu.archs import GpuTarget
 
 @pytest.fixture(scope="module")
 def multi() -> Path:
-    """Two translation units, cubins for sm_75/80/90 and sm_90 PTX."""
-    return cuda.build_library("multi")
+    """Three translation units, cubins for sm_75/80/90 and sm_90 PTX."""
+    return cuda.build_library("big")
 
 
 @pytest.fixture(scope="module")
 def rdc() -> Path:
     """Separate compilation (``-rdc``): device-linked code in ``.nv_fatbin``."""
-    return cuda.build_library("rdc", gencodes=cuda.GENCODES[1:], rdc=True)
+    return cuda.build_library("bigrdc", gencodes=cuda.GENCODES[1:], rdc=True)
 
 
 def _labels(path: Path) -> list[str]:
@@ -44,7 +44,7 @@ def test_sizes_add_up_to_the_section(multi: Path) -> None:
     found = fatbin.read_file(multi, info)
     section = fatbin.section(info)
     assert found is not None and section is not None
-    assert len(found.containers) == 3
+    assert len(found.containers) >= len(cuda.SOURCES)  # one per translation unit, at least
     last = found.containers[-1]
     assert last.offset + last.size == section.size
     assert sum(found.by_arch().values()) == sum(c.size - c.header_size for c in found.containers)

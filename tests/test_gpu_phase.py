@@ -16,7 +16,6 @@ from fixtures.install import copy_tree
 from shrinkconda.phases import elf
 from shrinkconda.pipeline import Options, audit, shrink
 from shrinkconda.targets.gpu import fatbin, licences
-from tests.test_gpu_rewrite import HOST_CALLS, SOURCES
 from tests.treeutil import run_cli
 
 OPEN = "torch/lib/libtorch_fake.so"
@@ -31,9 +30,9 @@ def template_gpu(template_prefix: Path, tmp_path_factory: pytest.TempPathFactory
     """The fixture prefix plus GPU libraries as pip installs them (no conda record)."""
     root = copy_tree(template_prefix, tmp_path_factory.mktemp("gpu") / "prefix")
     site = Path(glob.glob(str(root / "lib/python3.*/site-packages"))[0])
-    big = cuda.build_library("big", SOURCES)
+    big = cuda.build_library("big")
     for rel, src in ((OPEN, big), (NVIDIA, big), (OTHER, big),
-                     (TIGHT, cuda.build_library("tight", SOURCES, room=False)),
+                     (TIGHT, cuda.build_library("tight", room=False)),
                      (BROKEN, big)):
         (site / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(src, site / rel)
@@ -80,7 +79,7 @@ def test_shrink_rewrites_only_the_open_library(template_gpu: Path, gpu_prefix: P
     before = {rel: (site / rel).read_bytes() for rel in (NVIDIA, OTHER, TIGHT, BROKEN)}
     default = audit(template_gpu)
     predicted = audit(template_gpu, Options(target_gpu="sm_90"))
-    check = f"{gpu_prefix}/bin/python -c '{HOST_CALLS}' {site / OPEN}"
+    check = f"{gpu_prefix}/bin/python -c '{cuda.HOST_CALLS}' {site / OPEN}"
     report = shrink(gpu_prefix, Options(target_gpu="sm_90", verify_commands=(check,)))
     assert not report.rolled_back, report.broken
     assert report.bytes_saved > default.bytes_saved

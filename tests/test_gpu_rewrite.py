@@ -15,20 +15,7 @@ from fixtures import cuda
 from shrinkconda.phases import elf
 from shrinkconda.targets.gpu import archs, fatbin, rewrite
 
-#: Enough device code in each translation unit that dropping two of three architectures
-#: frees whole pages: an unrolled kernel per unit.
-_BIG = """\
-__global__ void {name}(float *x, int n) {{
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
-    float v = x[i % n];
-    #pragma unroll
-    for (int k = 0; k < 600; ++k) v = v * 1.0001f + __sinf(v + k);
-    x[i % n] = v;
-}}
-extern "C" int host_{name}(int a) {{ return a + {n}; }}
-"""
-SOURCES = {f"k{n}.cu": _BIG.format(name=f"k{n}", n=n) for n in range(3)}
-HOST_CALLS = "import ctypes,sys; l=ctypes.CDLL(sys.argv[1]); print(l.host_k0(1), l.host_k2(1))"
+SOURCES, HOST_CALLS = cuda.SOURCES, cuda.HOST_CALLS
 
 
 @pytest.fixture(scope="module")

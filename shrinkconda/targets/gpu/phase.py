@@ -142,7 +142,7 @@ def notes(scan: Scan, libraries: Sequence[Library], replaced: Sequence[Replaceme
           target: GpuTarget) -> tuple[str, ...]:
     """The device code per architecture, the largest libraries, and what the target frees."""
     if not libraries:
-        return ()
+        return (f"--target-gpu {target.describe()}: no file in the env holds device code",)
     per_arch: dict[str, int] = defaultdict(int)
     for lib in libraries:
         for label, size in lib.fat.by_arch().items():
