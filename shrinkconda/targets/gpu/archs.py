@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from shrinkconda.errors import ShrinkError
 
-KNOWN = (50, 52, 53, 60, 61, 62, 70, 72, 75, 80, 86, 87, 88, 89, 90, 100, 101, 103, 110,
+KNOWN = (50, 52, 53, 60, 61, 62, 70, 72, 75, 80, 86, 87, 88, 89, 90, 100, 101, 103, 107, 110,
          120, 121)
 """SM architectures of CUDA 11 to 13, as numbers (``sm_90`` is 90)."""
 NONE = "none"
