@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Run torch's GPU paths in an env after a ``--target-gpu`` shrink: a cuBLAS matmul, a
 cuDNN convolution, a kernel of ``libtorch_cuda.so`` and an NVRTC-compiled kernel.
 
