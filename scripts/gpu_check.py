@@ -23,7 +23,7 @@ def main() -> int:
     """Each GPU path in turn; 0 when all ran and gave the right answer."""
     if not glob.glob("/dev/nvidia[0-9]*") and not shutil.which("nvidia-smi"):
         _skip("no NVIDIA GPU on this machine (no /dev/nvidia* device, no nvidia-smi)")
-    import torch
+    import torch  # type: ignore[import-not-found]  # the env's, not this venv's
 
     if not torch.cuda.is_available():
         _skip("torch sees no CUDA device")
@@ -50,7 +50,7 @@ def main() -> int:
     check("libtorch_cuda kernels (sort, cumsum)",
           torch.equal(v.flip(0).sort().values.cpu(), v.cpu())
           and float(v.cumsum(0)[-1]) == 499500.0)
-    from torch.cuda import jiterator
+    from torch.cuda import jiterator  # type: ignore[import-not-found]
 
     code = "template <typename T> T twice(T x) { return x + x; }"
     twice = jiterator._create_jit_fn(code)
