@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import shutil
 import struct
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,8 @@ TIGHT = "torch/lib/libtight.so"
 BROKEN = "torch/lib/libbroken.so"
 NVIDIA = "nvidia/cublas/lib/libcublas_fake.so.13"
 OTHER = "someproject/libgpu.so"
+DEBUG_NVIDIA = "nvidia/cufft/lib/libdebug.so"
+DEBUG_OTHER = "someproject/libdebug.so"
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +39,12 @@ def template_gpu(template_prefix: Path, tmp_path_factory: pytest.TempPathFactory
                      (BROKEN, big)):
         (site / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(src, site / rel)
+    c_file = tmp_path_factory.mktemp("c") / "debug.c"
+    c_file.write_text("int answer(void) { return 42; }\n")
+    for rel in (DEBUG_NVIDIA, DEBUG_OTHER):  # host code with debug info, which strip removes
+        (site / rel).parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["gcc", "-g", "-shared", "-fPIC", "-o", str(site / rel), str(c_file)],
+                       check=True)
     broken = site / BROKEN
     section = fatbin.section(elf.read(broken))
     assert section is not None
@@ -76,7 +85,8 @@ def test_the_audit_reports_device_code_and_what_stays_whole(template_gpu: Path) 
 
 def test_shrink_rewrites_only_the_open_library(template_gpu: Path, gpu_prefix: Path) -> None:
     site = gpu_prefix / _site(gpu_prefix)
-    before = {rel: (site / rel).read_bytes() for rel in (NVIDIA, OTHER, TIGHT, BROKEN)}
+    before = {rel: (site / rel).read_bytes()
+              for rel in (NVIDIA, OTHER, TIGHT, BROKEN, DEBUG_NVIDIA, DEBUG_OTHER)}
     default = audit(template_gpu)
     predicted = audit(template_gpu, Options(target_gpu="sm_90"))
     check = f"{gpu_prefix}/bin/python -c '{cuda.HOST_CALLS}' {site / OPEN}"
@@ -85,8 +95,11 @@ def test_shrink_rewrites_only_the_open_library(template_gpu: Path, gpu_prefix: P
     assert report.bytes_saved > default.bytes_saved
     assert abs(predicted.size_after - report.size_after) <= 0.01 * report.size_after
     assert set(cuda.cuobjdump_list(site / OPEN)) == {"sm_90 cubin", "sm_90 PTX"}
-    for rel, data in before.items():
+    assert (site / DEBUG_OTHER).read_bytes() != before.pop(DEBUG_OTHER)  # stripped
+    for rel, data in before.items():  # NVIDIA's are never modified, by strip neither
         assert (site / rel).read_bytes() == data, rel
+    assert any(n.startswith("strip leaves 2 NVIDIA redistributables as they are")
+               for n in report.notes), report.notes
 
 
 def test_no_ptx_and_none(gpu_prefix: Path) -> None:

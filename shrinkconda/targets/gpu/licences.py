@@ -4,6 +4,7 @@ forbids it (section 2.2 of the ``License.txt`` in their wheels' dist-info)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from shrinkconda.scan import Scan
@@ -53,17 +54,40 @@ def verdict(scan: Scan, index: int) -> Verdict:
     it, else by its top-level directory in site-packages (pip writes no record)."""
     owner = scan.owners[index]
     if owner >= 0:
-        name = scan.owner_names[owner].rsplit("-", 2)[0]
+        name = _package_name(scan.owner_names[owner])
         if name in OPEN_PACKAGES:
             return Verdict(True, OPEN_PACKAGES[name])
-        if name.startswith(NVIDIA_PACKAGE_PREFIXES) or name.startswith("nvidia-"):
+        if _is_nvidia_package(name):
             return Verdict(False, NVIDIA_REASON, nvidia=True)
-    top = _site_top(scan.paths[index])
-    if top == "nvidia" or top.startswith("nvidia_"):
+    if _nvidia_path(scan.paths[index]):
         return Verdict(False, NVIDIA_REASON, nvidia=True)
+    top = _site_top(scan.paths[index])
     if top in OPEN_TOPS:
         return Verdict(True, OPEN_TOPS[top])
     return Verdict(False, UNKNOWN_REASON)
+
+
+def nvidia(scan: Scan, indices: Iterable[int]) -> set[int]:
+    """Of ``indices``, NVIDIA's redistributables, which nothing may modify (strip
+    included). Reads ``conda-meta`` only when a record is one of NVIDIA's packages."""
+    conda = any(_is_nvidia_package(_package_name(n)) for n in scan.owner_names)
+    return {i for i in indices if _nvidia_path(scan.paths[i]) or (
+        conda and scan.owners[i] >= 0
+        and _is_nvidia_package(_package_name(scan.owner_names[scan.owners[i]])))}
+
+
+def _nvidia_path(path: str) -> bool:
+    top = _site_top(path)
+    return top == "nvidia" or top.startswith("nvidia_")
+
+
+def _package_name(record: str) -> str:
+    """``libcublas`` for ``libcublas-13.1.1.3-h0_0``."""
+    return record.rsplit("-", 2)[0]
+
+
+def _is_nvidia_package(name: str) -> bool:
+    return name.startswith(NVIDIA_PACKAGE_PREFIXES) or name.startswith("nvidia-")
 
 
 def _site_top(path: str) -> str:
