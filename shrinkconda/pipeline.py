@@ -30,6 +30,7 @@ from shrinkconda.targets.cpu import check as cpu_check
 from shrinkconda.targets.cpu.select import Found
 from shrinkconda.targets.gpu import archs as gpu_archs
 from shrinkconda.targets.gpu import phase as gpu_phase
+from shrinkconda.targets.gpu import wholefiles as gpu_files
 from shrinkconda.transaction import faults, interrupt, journal, preflight
 from shrinkconda.units import counted
 
@@ -125,7 +126,7 @@ def audit(prefix: str | os.PathLike[str], options: Options = Options(),
         usage = used_by.trace_workloads(root, options.used_by, options.used_by_timeout,
                                         options.command_output)
         the_plan, problems, cpu = _plan(root, chosen, plugin_problems, options, progress, usage,
-                                        target)
+                                        target, gpu)
         notes += cpu.notes
         extras = breakdown.Breakdown(options.extras, the_plan)
         removed = the_plan.removed()
@@ -172,7 +173,7 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
         readable = background.submit(distmeta.unreadable, root, verify.python_of(root)
                                      if options.verify else None)
         the_plan, problems, cpu = _plan(root, chosen, plugin_problems, options, progress, usage,
-                                        target)
+                                        target, gpu)
         notes += cpu.notes
         extras = breakdown.Breakdown(options.extras, the_plan)  # reads what the shrink changes
         scan_ = the_plan.scan
@@ -278,12 +279,14 @@ def _resolve(options: Options
 
 def _plan(root: Path, chosen: Sequence[strategies.Strategy], plugin_problems: list[Problem],
           options: Options, progress: StageProgress, usage: trace.Usage | None = None,
-          target: cpu_target.Target | None = None) -> tuple[Plan, list[Problem], cpu_target.Dispatch]:
+          target: cpu_target.Target | None = None, gpu: gpu_archs.GpuTarget | None = None
+          ) -> tuple[Plan, list[Problem], cpu_target.Dispatch]:
     the_scan: Scan = scan(root, _stage(progress, "scan"))
     pruning = used_by.prune(the_scan, usage) if usage is not None else None
     cpu = cpu_target.choose(the_scan, target, pruning.used if pruning else None, os.environ)
     problems = [*plugin_problems, *the_scan.problems, *cpu.problems]
     chosen = (*chosen, cpu.strategy) if target is not None else chosen
+    chosen = (*chosen, gpu_files.strategy(gpu)) if gpu is not None else chosen
     used = cpu.guard(pruning.used if pruning else None, len(the_scan))
     if pruning is None:
         return plan(the_scan, chosen, options.keep, used), problems, cpu
