@@ -1,6 +1,9 @@
 """Whole files only another GPU target loads: triton's Blackwell copies of ``ptxas`` and
-CUPTI (used for sm_100 and above), its AMD backend. Deleting a file the image never
-loads is not modifying it, so these go whoever's licence they carry."""
+CUPTI (used for sm_100 and above). Deleting a file the image never loads is not
+modifying it, so these go whoever's licence they carry.
+
+triton's AMD backend stays: triton registers it as an entry point and imports its
+modules at ``import triton``, whatever the GPU (3 MiB)."""
 
 from __future__ import annotations
 
@@ -32,13 +35,12 @@ def _below_blackwell(target: GpuTarget) -> bool:
 
 #: triton 3.x: ``backends/nvidia/compiler.py`` runs ``ptxas-blackwell`` for arch >= 100
 #: (plain ``ptxas`` otherwise, and for its version check); the profiler loads
-#: ``cupti-blackwell`` for arch >= 100; ``backends/amd`` drives AMD GPUs only.
+#: ``cupti-blackwell`` for arch >= 100.
 BUILTIN = (
     WholeFile("triton/backends/nvidia/bin/ptxas-blackwell", _below_blackwell,
               "triton runs it for sm_100 and above"),
     WholeFile("triton/backends/nvidia/lib/cupti-blackwell", _below_blackwell,
               "triton's profiler loads it for sm_100 and above"),
-    WholeFile("triton/backends/amd", lambda target: True, "triton's AMD GPU backend"),
 )
 
 
@@ -53,4 +55,4 @@ def strategy(target: GpuTarget, known: tuple[WholeFile, ...] = BUILTIN) -> Strat
                 yield index
 
     return Strategy(NAME, "whole files only other GPUs than --target-gpu load (triton's "
-                    "Blackwell ptxas and CUPTI, AMD backends)", pick, default=False)
+                    "Blackwell ptxas and CUPTI)", pick, default=False)
