@@ -111,6 +111,9 @@ def test_shrink_rewrites_only_the_open_library(template_gpu: Path, gpu_prefix: P
     assert any(n.startswith("strip leaves 2 NVIDIA redistributables as they are")
                for n in report.notes), report.notes
     assert not any((site / rel).exists() for rel in BLACKWELL_ONLY)
+    again = audit(gpu_prefix, Options(target_gpu="sm_90"))  # nothing more, and no problem
+    assert next(x for x in again.lines if x.name == "gpu-code").saving.files == 0
+    assert not [p for p in again.errors if p.path.endswith(OPEN)]
     assert all((site / rel).exists() for rel in TRITON_STAYS)
 
 

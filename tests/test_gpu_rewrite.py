@@ -64,6 +64,16 @@ def test_only_the_targets_code_stays_and_the_library_still_runs(
     assert _run_host_code(out) == _run_host_code(big) == ["1", "3"]
 
 
+def test_a_rewritten_library_has_nothing_more_to_free(big: Path, tmp_path: Path) -> None:
+    target = archs.target("sm_90")
+    assert target is not None
+    once = tmp_path / "once.so"
+    rewrite.rewrite(str(big), str(once), target)
+    with pytest.raises(rewrite.NothingToFree):
+        rewrite.rewrite(str(once), str(tmp_path / "twice.so"), target)
+    assert not (tmp_path / "twice.so").exists()
+
+
 def test_what_follows_the_fatbin_keeps_its_address_and_bytes(big: Path, tmp_path: Path) -> None:
     out = tmp_path / big.name
     rewrite.rewrite(str(big), str(out), archs.target("sm_90"))  # type: ignore[arg-type]

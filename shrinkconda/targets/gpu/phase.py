@@ -55,6 +55,8 @@ class GpuPhase:
             try:
                 ready = rewrite.prepare(str(scan.prefix / scan.paths[lib.index]), self.target,
                                         self.ptx)
+            except rewrite.NothingToFree:
+                continue
             except (rewrite.RewriteUnsupported, fatbin.FatbinError, ElfError) as exc:
                 problems.append(Problem(scan.paths[lib.index], f"left whole: {exc}"))
                 continue
@@ -76,6 +78,8 @@ class GpuPhase:
             try:
                 done = rewrite.rewrite(str(scan.prefix / path), temp, self.target, self.ptx)
                 wrong = _read_back(temp, done)
+            except rewrite.NothingToFree:
+                continue
             except (rewrite.RewriteUnsupported, fatbin.FatbinError, ElfError) as exc:
                 wrong = [str(exc)]
             if wrong:

@@ -40,6 +40,11 @@ class RewriteUnsupported(ShrinkError):
     """The file's layout does not allow the rewrite; it stays whole."""
 
 
+class NothingToFree(RewriteUnsupported):
+    """The target runs (nearly) everything the file holds: no page would be freed (a
+    file rewritten for the same target by an earlier shrink)."""
+
+
 @dataclass(frozen=True)
 class Choice:
     """What a target keeps of one fatbin."""
@@ -162,7 +167,7 @@ def prepare(src: str, target: GpuTarget, ptx: bool = True) -> Prepared:
     align = max((p[7] for p in loads), default=1)
     shift = (old_end - new_end) // align * align
     if shift <= 0:
-        raise RewriteUnsupported("the kept device code frees less than one page")
+        raise NothingToFree("the device code for other GPUs takes less than one page")
     mapping = {sec.addr + old: sec.addr + new for old, new in moved.items()}
     phdrs = _split_segments(lay, sec, new_end, shift)
     shdrs = _moved_sections(lay, index, new_size, old_end, shift)
