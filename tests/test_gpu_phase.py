@@ -117,6 +117,14 @@ def test_shrink_rewrites_only_the_open_library(template_gpu: Path, gpu_prefix: P
     assert all((site / rel).exists() for rel in TRITON_STAYS)
 
 
+def test_a_target_the_libraries_hold_nothing_for_is_said(template_gpu: Path) -> None:
+    report = audit(template_gpu, Options(target_gpu="sm_70"))
+    warned = [n for n in report.notes if "holds no device code sm_70 runs" in n]
+    assert len(warned) == 4 and any(n.startswith(f"{_site(template_gpu)}/{OPEN}") for n in warned)
+    assert not [n for n in audit(template_gpu, Options(target_gpu="sm_80")).notes
+                if "holds no device code" in n]
+
+
 @pytest.mark.parametrize(("asked", "files"), [("sm_90", 3), ("sm_100", 0), ("sm_90,sm_120", 0),
                                                ("none", 3)])
 def test_whole_files_only_other_gpus_load(template_gpu: Path, asked: str, files: int) -> None:

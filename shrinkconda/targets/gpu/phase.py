@@ -111,8 +111,13 @@ class GpuPhase:
             kept.append(Kept(scan.paths[lib.index],
                              f"{lib.verdict.reason}; holds {human(other)} of device code "
                              f"for other GPUs than {self.target.describe()}"))
+        missing = [scan.paths[lib.index] for lib in libraries
+                   if not self.target.none and not _runs_any(lib.fat, self.target)]
+        warnings = tuple(f"{path} holds no device code {self.target.describe()} runs: its "
+                         "kernels fail there ('no kernel image is available')"
+                         for path in missing)
         return Outcome(NAME, replaced=replaced, problems=problems, kept=tuple(kept),
-                       notes=notes(scan, libraries, replaced, self.target))
+                       notes=notes(scan, libraries, replaced, self.target) + warnings)
 
 
 def find(scan: Scan, removed: bytearray) -> tuple[list[Library], list[Problem]]:
@@ -168,6 +173,12 @@ def notes(scan: Scan, libraries: Sequence[Library], replaced: Sequence[Replaceme
 def _arch_order(item: tuple[str, int]) -> tuple[int, str]:
     arch, _, kind = item[0].partition(" ")
     return int(arch.removeprefix("sm_")), kind
+
+
+def _runs_any(fat: fatbin.Fatbin, target: GpuTarget) -> bool:
+    """Whether any entry is a cubin the target runs or PTX it can compile."""
+    return any(target.runs_cubin(e.arch) if not e.is_ptx else target.ptx_for([e.arch])
+               for e in fat.entries())
 
 
 def _kept_bytes(fat: fatbin.Fatbin, target: GpuTarget, ptx: bool) -> int:
