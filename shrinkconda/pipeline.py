@@ -36,7 +36,10 @@ from shrinkconda.targets import cpu as cpu_target
 from shrinkconda.targets.cpu import cap as cpu_cap
 from shrinkconda.targets.cpu import check as cpu_check
 from shrinkconda.targets.cpu.select import Found
+from shrinkconda.targets.gpu import archs as gpu_archs
 from shrinkconda.targets.gpu import ondemand as gpu_ondemand
+from shrinkconda.targets.gpu import phase as gpu_phase
+from shrinkconda.targets.gpu import wholefiles as gpu_files
 from shrinkconda.transaction import faults, interrupt, journal, preflight, state, testhooks
 from shrinkconda.units import counted
 
@@ -101,6 +104,12 @@ class Options:
     """The lowest x86-64 level (or ``native``) the env must run on: dispatched kernels
     no CPU at or above it loads go, and the dispatch is capped there. ``None``: every
     kernel a dispatcher may load stays."""
+    target_gpu: str | None = None
+    """The GPU architectures the env must run on (``sm_90``, ``sm_80,sm_90``, ``none``,
+    ``native``): device code no such GPU runs leaves the libraries whose licence allows
+    it. ``None``: every library stays whole."""
+    no_ptx: bool = False
+    """With ``target_gpu``, drop the target's PTX too where a cubin covers it."""
 
     def strips(self) -> bool:
         """Whether the strip phase runs."""
@@ -119,6 +128,7 @@ def audit(prefix: str | os.PathLike[str], options: Options = Options(),
     root = check_prefix(prefix)
     breakdown.check(options.extras, root)
     target = cpu_target.levels.target(options.target_cpu)
+    gpu = gpu_archs.target(options.target_gpu)
     options, chosen, dedups, plugin_problems = _resolve(options)
     mode = options.strip_mode if options.strips() else None
     with journal.locked(root):
@@ -127,11 +137,11 @@ def audit(prefix: str | os.PathLike[str], options: Options = Options(),
         usage = used_by.trace_workloads(root, options.used_by, options.used_by_timeout,
                                         options.command_output)
         the_plan, problems, cpu = _plan(root, chosen, plugin_problems, options, progress, usage,
-                                        target)
+                                        target, gpu)
         notes += cpu.notes
         extras = breakdown.Breakdown(options.extras, the_plan)
         removed = the_plan.removed()
-        phases = _phases(options, mode, dedups, usage, progress, cpu)
+        phases = _phases(options, mode, dedups, usage, progress, cpu, gpu)
         changes = run_all(phases, the_plan.scan, removed)
         payload = outcome.payload(the_plan, removed, changes, mode, options.conda_pack_views,
                                   digest=lambda path: "0" * 64)
@@ -158,6 +168,7 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
     root = check_prefix(prefix)
     breakdown.check(options.extras, root)
     target = cpu_target.levels.target(options.target_cpu)
+    gpu = gpu_archs.target(options.target_gpu)
     options, chosen, dedups, plugin_problems = _resolve(options)
     mode = options.strip_mode if options.strips() else None
     preflight.check_writable(root)  # before the lock, the journal, anything
@@ -179,7 +190,7 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
         compiling = background.submit(runtime_compilers.working, root, verify.python_of(root)
                                       if options.verify and not options.used_by else None)
         the_plan, problems, cpu = _plan(root, chosen, plugin_problems, options, progress, usage,
-                                        target)
+                                        target, gpu)
         notes += cpu.notes
         extras = breakdown.Breakdown(options.extras, the_plan)  # reads what the shrink changes
         scan_ = the_plan.scan
@@ -187,7 +198,7 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
             importable = background.submit(verify.importable, imports, options.verify,
                                            used_by.modules_to_verify(the_plan, usage))
         removed = the_plan.removed()
-        phases = _phases(options, mode, dedups, usage, progress, cpu)
+        phases = _phases(options, mode, dedups, usage, progress, cpu, gpu)
         preflight.check(root, the_plan, preflight.needs(the_plan, rooms(phases, scan_, removed)))
         txn = journal.Transaction(root)
         changes = run_all(phases, scan_, removed, txn)
@@ -298,16 +309,18 @@ def _resolve(options: Options
 
 def _plan(root: Path, chosen: Sequence[strategies.Strategy], plugin_problems: list[Problem],
           options: Options, progress: StageProgress, usage: trace.Usage | None = None,
-          target: cpu_target.Target | None = None) -> tuple[Plan, list[Problem], cpu_target.Dispatch]:
+          target: cpu_target.Target | None = None, gpu: gpu_archs.GpuTarget | None = None
+          ) -> tuple[Plan, list[Problem], cpu_target.Dispatch]:
     the_scan: Scan = scan(root, _stage(progress, "scan"))
     pruning = used_by.prune(the_scan, usage) if usage is not None else None
     cpu = cpu_target.choose(the_scan, target, pruning.used if pruning else None, os.environ)
-    gpu = gpu_ondemand.choose(the_scan, pruning.used if pruning else None,
-                              usage.gpu_driver if usage else "")
-    problems = [*plugin_problems, *the_scan.problems, *cpu.problems, *gpu.problems]
-    cpu = replace(cpu, notes=(*cpu.notes, *gpu.notes))  # one place for the targets' notes
+    ondemand = gpu_ondemand.choose(the_scan, pruning.used if pruning else None,
+                                   usage.gpu_driver if usage else "")
+    problems = [*plugin_problems, *the_scan.problems, *cpu.problems, *ondemand.problems]
+    cpu = replace(cpu, notes=(*cpu.notes, *ondemand.notes))  # one place for the targets' notes
     chosen = (*chosen, cpu.strategy) if target is not None else chosen
-    used = gpu.guard(cpu.guard(pruning.used if pruning else None, len(the_scan)))
+    chosen = (*chosen, gpu_files.strategy(gpu)) if gpu is not None else chosen
+    used = ondemand.guard(cpu.guard(pruning.used if pruning else None, len(the_scan)))
     if pruning is None:
         return plan(the_scan, chosen, options.keep, used), problems, cpu
     # used-by runs after the built-ins: they keep their lines
@@ -316,14 +329,18 @@ def _plan(root: Path, chosen: Sequence[strategies.Strategy], plugin_problems: li
 
 
 def _phases(options: Options, mode: str | None, dedups: bool, usage: trace.Usage | None,
-            progress: StageProgress, cpu: cpu_target.Dispatch) -> list[Phase]:
-    """The phases that rewrite or add files, in order: the code's form, strip, dedup,
-    the CPU dispatch cap."""
+            progress: StageProgress, cpu: cpu_target.Dispatch,
+            gpu: gpu_archs.GpuTarget | None = None) -> list[Phase]:
+    """The phases that rewrite or add files, in order: the code's form, the GPU device
+    code (before strip, which leaves the libraries it rewrote alone), strip, dedup, the
+    CPU dispatch cap."""
     chosen: list[Phase] = []
     if options.python_code != bytecode.SOURCE:
         chosen.append(bytecode.PythonCodePhase(
             options.python_code, options.keep, usage.sources_read if usage else frozenset(),
             options.jobs or os.cpu_count() or 2, _stage(progress, bytecode.NAME)))
+    if gpu is not None:
+        chosen.append(gpu_phase.GpuPhase(gpu, not options.no_ptx, _stage(progress, gpu_phase.NAME)))
     if mode is not None:
         chosen.append(strip_phase.StripPhase(mode, options.jobs, _stage(progress, STRIP)))
     if dedups:
