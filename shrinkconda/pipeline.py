@@ -37,6 +37,7 @@ from shrinkconda.targets.cpu import cap as cpu_cap
 from shrinkconda.targets.cpu import check as cpu_check
 from shrinkconda.targets.cpu.select import Found
 from shrinkconda.targets.gpu import archs as gpu_archs
+from shrinkconda.targets.gpu import families as gpu_families
 from shrinkconda.targets.gpu import ondemand as gpu_ondemand
 from shrinkconda.targets.gpu import phase as gpu_phase
 from shrinkconda.targets.gpu import wholefiles as gpu_files
@@ -319,7 +320,10 @@ def _plan(root: Path, chosen: Sequence[strategies.Strategy], plugin_problems: li
     problems = [*plugin_problems, *the_scan.problems, *cpu.problems, *ondemand.problems]
     cpu = replace(cpu, notes=(*cpu.notes, *ondemand.notes))  # one place for the targets' notes
     chosen = (*chosen, cpu.strategy) if target is not None else chosen
-    chosen = (*chosen, gpu_files.strategy(gpu)) if gpu is not None else chosen
+    if gpu is not None:
+        known, failed = gpu_families.available()
+        chosen = (*chosen, gpu_files.strategy(gpu, families=known))
+        problems += [p for p in failed if p not in problems]  # ondemand's may name them
     used = ondemand.guard(cpu.guard(pruning.used if pruning else None, len(the_scan)))
     if pruning is None:
         return plan(the_scan, chosen, options.keep, used), problems, cpu

@@ -14,7 +14,7 @@ import pytest
 
 from fixtures.gpu import FAKEDNN_LIB, GPU_FLAG, fakednn_wheel, pip_install
 from fixtures.install import copy_tree
-from shrinkconda import Options, shrink
+from shrinkconda import Options, audit, shrink
 from shrinkconda.appaware import trace
 from shrinkconda.scan import Scan, scan
 from shrinkconda.targets.gpu import families, ondemand
@@ -125,3 +125,27 @@ def _mask(the_scan: Scan, usage: trace.Usage) -> bytearray:
         if path in index_of:
             used[index_of[path]] = 1
     return used
+
+
+def test_target_none_removes_what_only_a_gpu_loads(gpu_prefix: Path) -> None:
+    """``--target-gpu none``: the sub-libraries cuDNN loads at a GPU call go, the
+    dispatcher ``import fakednn`` loads stays, and the env still imports and runs."""
+    predicted = audit(gpu_prefix, Options(target_gpu="none", strip_mode=None))
+    report = shrink(gpu_prefix, Options(target_gpu="none", strip_mode=None))
+    assert not report.rolled_back, report.broken
+    assert (gpu_prefix / LIB / "libcudnn.so.9").is_file()
+    for name in ("libcudnn_cnn.so.9", "libcudnn_engines_precompiled.so.9"):
+        assert not (gpu_prefix / LIB / name).exists(), name
+    line = next(line for line in report.lines if line.name == "gpu-target")
+    assert line.saving.files == 2
+    assert line == next(line for line in predicted.lines if line.name == "gpu-target")
+    done = subprocess.run([str(gpu_prefix / "bin/python"), "-c",
+                           "import fakednn; assert fakednn.version() == 9"],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_gpu_target_keeps_what_a_gpu_loads(template_gpu_prefix: Path) -> None:
+    report = audit(template_gpu_prefix, Options(target_gpu="sm_90", strip_mode=None))
+    line = next(line for line in report.lines if line.name == "gpu-target")
+    assert line.saving.files == 0
