@@ -71,10 +71,25 @@ class Usage:
     and their targets. Directories above them are implied."""
     modules: frozenset[str]
     """Top-level modules whose code the workloads loaded (a ``.py``, ``.pyc`` or
-    extension module file opened or checked under ``lib/pythonX.Y``)."""
+    extension module file opened under ``lib/pythonX.Y``)."""
     sources_read: frozenset[str] = frozenset()
     """``.py`` files (relative) a workload read as text, not only to import them: opened
     although that process loaded their bytecode, or opened more than once."""
+    opened: frozenset[str] = frozenset()
+    """Entries (relative, symlinks resolved) a workload opened or executed, not only
+    looked at: what separates a package that was imported from one that was only probed
+    (``importlib.util.find_spec`` and metadata reads ``stat`` and list, never open its
+    modules)."""
+
+    expanded: frozenset[str] = frozenset()
+    """Modules (dotted) imported on the workloads' behalf because a package they imported
+    is a unit (:mod:`shrinkconda.appaware.packages`): the verification imports them too."""
+
+    def __or__(self, other: Usage) -> Usage:
+        """What either traced run used."""
+        return Usage(self.paths | other.paths, self.modules | other.modules,
+                     self.sources_read | other.sources_read, self.opened | other.opened,
+                     self.expanded | other.expanded)
 
 
 def find_strace() -> str:
@@ -116,8 +131,8 @@ def trace(prefix: Path, commands: Sequence[str], timeout: float = TIMEOUT,
     runs += [(" ".join(argv), list(argv)) for argv in extra]
     for label, argv in runs:
         _run_one(strace, label, argv, env, timeout, output, resolver)
-    return Usage(frozenset(resolver.used), frozenset(_modules(resolver.used)),
-                 frozenset(resolver.sources_read))
+    return Usage(frozenset(resolver.used), frozenset(_modules(resolver.opened)),
+                 frozenset(resolver.sources_read), frozenset(resolver.opened))
 
 
 def loaded_modules_in(prefix: Path) -> list[str]:
@@ -275,6 +290,8 @@ def _parse(lines: Iterable[str], label: str, resolver: _Resolver) -> None:
             resolver.add(_unhex(fd_path))
         if returned:
             resolver.add(_unhex(returned))
+            if name in _OPENS:
+                resolver.add_opened(_unhex(returned))
             if name in _OPENS and returned.endswith(_PY_HEX):
                 key = (pid, _unhex(returned))
                 opened[key] = opened.get(key, 0) + 1
@@ -287,6 +304,7 @@ def _parse(lines: Iterable[str], label: str, resolver: _Resolver) -> None:
                 cwd[pid] = os.path.join(here, _unhex(quoted.group(2)))
         if name in ("execve", "execveat"):
             for path in _ARG.findall(args)[:1]:
+                resolver.add_opened(os.path.realpath(os.path.join(here, _unhex(path[1]))))
                 resolver.add_interpreter(os.path.join(here, _unhex(path[1])))
     resolver.add_sources_read(_read_as_text(opened))
     lost = sorted(seen - ended, key=int)
@@ -352,6 +370,7 @@ class _Resolver:
         self._inside = self.prefix + "/"
         self.used: set[str] = set()
         self.sources_read: set[str] = set()
+        self.opened: set[str] = set()
         self._dirs: dict[str, str | None] = {}
         self._done: set[str] = set()
 
@@ -382,6 +401,11 @@ class _Resolver:
         for path in paths:
             if path.startswith(self._inside):
                 self.sources_read.add(path[len(self._inside):])
+
+    def add_opened(self, path: str) -> None:
+        """A file a process opened (its fd's path: symlinks already resolved)."""
+        if path.startswith(self._inside):
+            self.opened.add(path[len(self._inside):])
 
     def _record(self, path: str) -> None:
         if path.startswith(self._inside):
@@ -437,7 +461,8 @@ class _Resolver:
 
 
 def _modules(used: Iterable[str]) -> set[str]:
-    """Top-level module names of the module files among ``used``."""
+    """Top-level module names of the module files among ``used`` (opened files: a
+    module only probed for is not loaded)."""
     names = set()
     for path in used:
         if not _MODULE_FILE.search(path):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from shrinkconda import distmeta, verify
 from shrinkconda.accounting import Ledger, Saving
-from shrinkconda.appaware import trace
+from shrinkconda.appaware import packages, trace
 from shrinkconda.appaware.trace import Usage
 from shrinkconda.plan import Plan
 from shrinkconda.scan import DIR, Scan
@@ -44,21 +44,25 @@ class Pruning:
 
 
 def prune(scan: Scan, usage: Usage) -> Pruning:
-    """The used-by selection over ``scan`` for what the workloads used."""
+    """The used-by selection over ``scan`` for what the workloads used, each package a
+    unit (:mod:`~shrinkconda.appaware.packages`)."""
     index_of = {path: i for i, path in enumerate(scan.paths)}
-    used = bytearray(len(scan))
-    for path in usage.paths:
-        index = index_of.get(path)
-        if index is not None:
-            used[index] = 1
-    for index in _always_kept(scan, index_of):
+    used = _mask(usage.paths, index_of, len(scan))
+    opened = _mask(usage.opened, index_of, len(scan))
+    drop, keep = packages.probed_only(scan, used, opened)
+    for index in drop:
+        used[index:scan.ends[index]] = bytes(scan.ends[index] - index)
+    for index in keep:
         used[index:scan.ends[index]] = b"\x01" * (scan.ends[index] - index)
+    for index in packages.whole(scan, packages.imported_packages(usage.opened)[0]):
+        used[index] = 1
     live = bytearray(used)  # used, or holds something used
     parents = scan.parents
     for index in range(len(scan) - 1, 0, -1):
         if live[index]:
             live[parents[index]] = 1
-    released = frozenset(_released(scan, used, live, index_of))
+    released = frozenset(_released(scan, used, live, index_of)) | frozenset(
+        i for i in drop if scan.paths[i].endswith(_METADATA))
 
     pkgs = scan.find("pkgs")  # the empty pkgs/ stays, as the pkgs-cache strategy leaves it
 
@@ -76,17 +80,14 @@ def prune(scan: Scan, usage: Usage) -> Pruning:
     return Pruning(strategy, used, released)
 
 
-def _always_kept(scan: Scan, index_of: dict[str, int]) -> Iterator[int]:
-    """Subtrees kept whatever the trace saw: the stdlib's ``encodings`` package, since
-    the codec Python starts with follows the locale of wherever it runs next."""
-    lib = index_of.get("lib")
-    if lib is None:
-        return
-    for child in scan.children(lib):
-        if scan.name(child).startswith("python"):
-            found = index_of.get(f"{scan.paths[child]}/encodings")
-            if found is not None:
-                yield found
+def _mask(paths: Iterable[str], index_of: dict[str, int], size: int) -> bytearray:
+    """1 at each scan entry among ``paths``."""
+    mask = bytearray(size)
+    for path in paths:
+        index = index_of.get(path)
+        if index is not None:
+            mask[index] = 1
+    return mask
 
 
 def _released(scan: Scan, used: bytearray, live: bytearray,
@@ -142,7 +143,7 @@ def modules_to_verify(the_plan: Plan, usage: Usage) -> list[str]:
                 touched.add(parts[3].split(".", 1)[0])
     untouched = {m for m in verify.top_level_modules(scan.prefix)
                  if m.split(".")[0] not in touched}
-    return sorted(usage.modules | untouched)
+    return sorted(usage.modules | untouched | usage.expanded)
 
 
 def trace_workloads(prefix: Path, commands: Sequence[str], timeout: float,
@@ -158,8 +159,19 @@ def trace_workloads(prefix: Path, commands: Sequence[str], timeout: float,
         extra = [[str(python), "-c", "pass"], [str(python), *verify.IMPORTER_ARGS],
                  distmeta.probe(python, Path(workdir))] if python else []
         usage = trace.trace(prefix, commands, timeout, output, extra)
+        if python:
+            usage |= _expand(prefix, python, Path(workdir), usage, timeout)
     own = trace.resolve(prefix, [*trace.loaded_modules_in(prefix), sys.executable])
-    return Usage(usage.paths | own, usage.modules, usage.sources_read)
+    return usage | Usage(own, frozenset())
+
+
+def _expand(prefix: Path, python: Path, workdir: Path, usage: Usage, timeout: float) -> Usage:
+    """What the packages the workloads imported bring along, each a unit: the env's
+    python imports them whole (stdlib) or asks them for their lazy submodules, traced."""
+    stdlib, third = packages.imported_packages(usage.opened)
+    argv, out = packages.expander(python, workdir, stdlib, third)
+    expanded = trace.trace(prefix, [], timeout, None, [argv])
+    return expanded | Usage(frozenset(), frozenset(), expanded=packages.read_expanded(out))
 
 
 def account(ledger: Ledger, scan: Scan, indices: Iterable[int]) -> tuple[Saving, dict[str, int]]:
