@@ -114,6 +114,12 @@ def _common(func: F) -> F:
                           "__pycache__ files, valid after mtimes are reset) [default: the "
                           "profile's; safe: source, aggressive: bytecode; with --used-by: "
                           "bytecode]."),
+        click.option("--python-code-convert", "python_code_convert", multiple=True,
+                     metavar="PKG",
+                     help="In bytecode form, convert the top-level package PKG too although "
+                          "its code reads sources (inspect.getsource), which by default "
+                          "keeps all of its .py files; the report says which packages that "
+                          "is and what this would save (repeatable)."),
         click.option("--jobs", type=click.IntRange(min=1), metavar="N",
                      help="Strip N files at once [default: number of CPUs]."),
         click.option("--conda-pack-views", is_flag=True,
@@ -167,8 +173,8 @@ def main() -> None:
 @_common
 def audit(prefix: str | None, profile: str, only: tuple[str, ...], skip: tuple[str, ...],
           keep: tuple[str, ...], keep_locales: tuple[str, ...], strip_mode: str | None,
-          no_strip: bool, python_code: str | None, jobs: int | None, conda_pack_views: bool,
-          as_json: bool, quiet: bool, by: str | None, html_file: str | None, compressed: bool,
+          no_strip: bool, python_code: str | None, python_code_convert: tuple[str, ...],
+          jobs: int | None, conda_pack_views: bool, as_json: bool, quiet: bool, by: str | None, html_file: str | None, compressed: bool,
           used_by: tuple[str, ...], used_by_timeout: float, target_cpu: str | None) -> None:
     """Say what a shrink would free, changing nothing (a dry run).
 
@@ -179,7 +185,7 @@ def audit(prefix: str | None, profile: str, only: tuple[str, ...], skip: tuple[s
                                              conda_pack_views),
                                     used_by, used_by_timeout, quiet),
                       extras=breakdown.Wanted(by == "package", html_file, compressed),
-                      target_cpu=target_cpu)
+                      target_cpu=target_cpu, python_code_convert=python_code_convert)
     report = _run(pipeline.audit, _prefix(prefix), options, quiet)
     _show(report, as_json, quiet)
 
@@ -194,8 +200,8 @@ def audit(prefix: str | None, profile: str, only: tuple[str, ...], skip: tuple[s
                    "if it fails, the shrink is rolled back (repeatable).")
 def shrink(prefix: str | None, profile: str, only: tuple[str, ...], skip: tuple[str, ...],
            keep: tuple[str, ...], keep_locales: tuple[str, ...], strip_mode: str | None,
-           no_strip: bool, python_code: str | None, jobs: int | None,
-           conda_pack_views: bool, as_json: bool, quiet: bool, by: str | None,
+           no_strip: bool, python_code: str | None, python_code_convert: tuple[str, ...],
+           jobs: int | None, conda_pack_views: bool, as_json: bool, quiet: bool, by: str | None,
            html_file: str | None, compressed: bool,
            used_by: tuple[str, ...], used_by_timeout: float, target_cpu: str | None, yes: bool,
            no_verify: bool,
@@ -212,7 +218,7 @@ def shrink(prefix: str | None, profile: str, only: tuple[str, ...], skip: tuple[
                                     used_by, used_by_timeout, quiet),
                       verify=not no_verify, verify_commands=verify_commands,
                       extras=breakdown.Wanted(by == "package", html_file, compressed),
-                      target_cpu=target_cpu)
+                      target_cpu=target_cpu, python_code_convert=python_code_convert)
     if not yes and sys.stdin.isatty():
         preview = _run(pipeline.audit, target, replace(options, extras=breakdown.Wanted(
             by == "package")), quiet)

@@ -150,7 +150,7 @@ def read_expanded(out: Path) -> frozenset[str]:
 def whole(scan: Scan, stdlib: Iterable[str]) -> Iterator[int]:
     """The entries of the stdlib packages in ``stdlib`` (:func:`imported_packages`),
     but not their test suites: they stay whatever the trace saw."""
-    for lib in _stdlib_dirs(scan):
+    for lib in stdlib_dirs(scan):
         for name in stdlib:
             top = scan.find(f"{scan.paths[lib]}/{name}")
             if top is None or scan.kinds[top] != DIR:
@@ -179,13 +179,13 @@ def probed_only(scan: Scan, used: bytearray, opened: bytearray) -> tuple[list[in
              and not any(part.endswith(_METADATA) for part in scan.paths[i].split("/"))}
     drop: list[int] = []
     keep: list[int] = []
-    for lib in _stdlib_dirs(scan):
+    for lib in stdlib_dirs(scan):
         site = scan.find(f"{scan.paths[lib]}/site-packages")
         index = lib + 1
         while index < scan.ends[lib]:
             end = scan.ends[index]
             if scan.kinds[index] == DIR and not holds[index] and any(used[index:end]) \
-                    and _is_package(scan, index):
+                    and is_package(scan, index):
                 if site is not None and scan.parents[index] == site:
                     drop_top, keep_top = _top_level(scan, index, site, users)
                     drop += drop_top
@@ -237,13 +237,15 @@ def _listed_tops(metadata: Path) -> set[str]:
     return set()
 
 
-def _is_package(scan: Scan, index: int) -> bool:
+def is_package(scan: Scan, index: int) -> bool:
+    """Whether the directory at ``index`` holds an ``__init__`` module."""
     return any(scan.name(child) in _INIT or (scan.name(child).startswith("__init__.")
                                              and scan.name(child).endswith(".so"))
                for child in scan.children(index))
 
 
-def _stdlib_dirs(scan: Scan) -> Iterator[int]:
+def stdlib_dirs(scan: Scan) -> Iterator[int]:
+    """The ``lib/pythonX.Y`` directories."""
     lib = scan.find("lib")
     if lib is None:
         return
@@ -252,9 +254,21 @@ def _stdlib_dirs(scan: Scan) -> Iterator[int]:
             yield child
 
 
-def describe(paths: Iterable[str]) -> str:
+def module_name(scan: Scan, index: int) -> str | None:
+    """The module name of the entry at ``index`` (a package directory, a ``.py``, a
+    sourceless ``.pyc``, an extension module), or ``None``."""
+    name = scan.name(index)
+    if scan.kinds[index] == DIR:
+        return name if name.isidentifier() and is_package(scan, index) else None
+    if name.endswith((".py", ".pyc", ".so")):
+        stem = name.split(".", 1)[0]
+        return stem if stem.isidentifier() else None
+    return None
+
+
+def describe(names: Iterable[str], shown: int = 8) -> str:
     """``a, b, c and 4 more`` for a note."""
-    names = sorted(paths)
-    shown = ", ".join(names[:8])
-    return shown + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+    ordered = sorted(names)
+    listed = ", ".join(ordered[:shown])
+    return listed + (f" and {len(ordered) - shown} more" if len(ordered) > shown else "")
 

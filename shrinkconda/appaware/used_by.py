@@ -21,6 +21,7 @@ from shrinkconda.appaware.trace import Usage
 from shrinkconda.plan import Plan
 from shrinkconda.scan import DIR, Scan
 from shrinkconda.strategies.base import Strategy
+from shrinkconda.units import counted
 
 NAME = "used-by"
 """The selection's name in the report and the history."""
@@ -129,9 +130,55 @@ def _record_unused(scan: Scan, index: int, live: bytearray, index_of: dict[str, 
     return listed > 0
 
 
+def public_submodules(the_plan: Plan) -> tuple[list[str], list[str]]:
+    """``(kept, pruned)``: the public submodules (``scipy.signal``; not ``_private``
+    ones, not test suites) of every site-packages package that stays, by whether the
+    used-by selection removed them whole."""
+    scan = the_plan.scan
+    removed = the_plan.removed()
+    pruned_mask = bytearray(len(scan))
+    for selection in the_plan.selections:
+        if selection.strategy == NAME:
+            for index in selection.indices:
+                pruned_mask[index] = 1
+    kept: set[str] = set()
+    pruned: set[str] = set()
+    for lib in packages.stdlib_dirs(scan):
+        site = scan.find(f"{scan.paths[lib]}/site-packages")
+        if site is None:
+            continue
+        for top in scan.children(site):
+            if removed[top] or packages.module_name(scan, top) is None \
+                    or scan.kinds[top] != DIR:
+                continue
+            for child in scan.children(top):
+                name = packages.module_name(scan, child)
+                if name is None or name.startswith("_") or name in packages.SKIPPED_PARTS:
+                    continue
+                dotted = f"{scan.name(top)}.{name}"
+                if pruned_mask[child]:
+                    pruned.add(dotted)
+                elif not removed[child]:
+                    kept.add(dotted)
+    return sorted(kept), sorted(pruned - kept)
+
+
+def pruned_note(the_plan: Plan) -> tuple[str, ...]:
+    """Which public submodules of packages that stay go, on purpose, and why."""
+    pruned = public_submodules(the_plan)[1]
+    if not pruned:
+        return ()
+    note = (f"--used-by removed {counted(len(pruned), 'public submodule')} of packages that "
+            "stay, since no traced run imported them and their packages do not announce them "
+            f"as lazily loaded (--keep a path to keep one): {packages.describe(pruned)}")
+    return (note,)
+
+
 def modules_to_verify(the_plan: Plan, usage: Usage) -> list[str]:
-    """What must import after the shrink: the modules the workloads imported, and every
-    distribution's top-level module that the used-by selection left whole."""
+    """What must import after the shrink: the modules the workloads imported, those
+    imported on their behalf (each package a unit), the public submodules of the
+    packages that stay, and every distribution's top-level module that the used-by
+    selection left whole."""
     scan = the_plan.scan
     touched = set()
     for selection in the_plan.selections:
@@ -143,7 +190,8 @@ def modules_to_verify(the_plan: Plan, usage: Usage) -> list[str]:
                 touched.add(parts[3].split(".", 1)[0])
     untouched = {m for m in verify.top_level_modules(scan.prefix)
                  if m.split(".")[0] not in touched}
-    return sorted(usage.modules | untouched | usage.expanded)
+    return sorted(usage.modules | untouched | usage.expanded
+                  | set(public_submodules(the_plan)[0]))
 
 
 def trace_workloads(prefix: Path, commands: Sequence[str], timeout: float,
