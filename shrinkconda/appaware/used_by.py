@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shrinkconda import distmeta, verify
-from shrinkconda.accounting import Ledger, Saving
 from shrinkconda.appaware import packages, trace
 from shrinkconda.appaware.trace import Usage
 from shrinkconda.plan import Plan
@@ -27,8 +26,6 @@ NAME = "used-by"
 """The selection's name in the report and the history."""
 
 _METADATA = (".dist-info", ".egg-info")
-UNOWNED = "(no package)"
-"""The key under which bytes of files no conda package records are counted."""
 
 
 @dataclass(frozen=True)
@@ -221,20 +218,3 @@ def _expand(prefix: Path, python: Path, workdir: Path, usage: Usage, timeout: fl
     expanded = trace.trace(prefix, [], timeout, None, [argv])
     return expanded | Usage(frozenset(), frozenset(), expanded=packages.read_expanded(out))
 
-
-def account(ledger: Ledger, scan: Scan, indices: Iterable[int]) -> tuple[Saving, dict[str, int]]:
-    """Remove ``indices`` from the ledger package by package: the line's saving and
-    the bytes each package gave up (files no package records under :data:`UNOWNED`)."""
-    owners = scan.owners
-    groups: dict[int, list[int]] = {}
-    for index in indices:
-        groups.setdefault(owners[index], []).append(index)
-    total = Saving()
-    per_package: dict[str, int] = {}
-    for owner, group in sorted(groups.items()):
-        saving = ledger.remove(group)
-        total += saving
-        if saving.bytes or any(scan.kinds[i] != DIR for i in group):
-            name = scan.owner_names[owner] if owner >= 0 else UNOWNED
-            per_package[name] = saving.bytes
-    return total, per_package

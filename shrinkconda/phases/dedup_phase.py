@@ -17,8 +17,8 @@ NAME = dedup.NAME
 
 _NO_VIEWS = ("dedup linked nothing: without --conda-pack-views every package whose "
              "record the shrink changes is packed by conda-pack \"uncached\", and it cannot "
-             "pack hard links between such files (README, \"Identical files become one "
-             "inode\")")
+             "pack hard links between such files (docs/dedup.md, \"Identical files "
+             "become one inode\")")
 
 
 @dataclass(frozen=True)
