@@ -38,7 +38,10 @@ PROBES = {
     "random forest": "from sklearn.ensemble import RandomForestClassifier as R\n"
                      "R(n_estimators=3).fit([[0], [1]], [0, 1])",
     "scipy.stats": "from scipy import stats; stats.norm.cdf(0)",
-    "scipy.signal (lazy)": "import scipy; scipy.signal.welch([1.0, 2.0, 3.0, 4.0])",
+    "PIL TIFF (table)": "import io; from PIL import Image\n"
+                        "b = io.BytesIO(); Image.new('L', (2, 2)).save(b, 'TIFF'); "
+                        "Image.open(io.BytesIO(b.getvalue())).load()",
+    "scipy.signal (lazy)": "import numpy, scipy; scipy.signal.welch(numpy.arange(16.0))",
 }
 
 

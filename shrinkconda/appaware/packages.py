@@ -7,11 +7,14 @@ A trace sees one run; production reaches other parts of the packages it imported
   ``xml``, ...) keeps all of its modules, except its test suites; and the modules those
   import (``lib-dynload`` extensions, other stdlib modules) are learnt by tracing the
   env's python importing every one of them (:func:`expander`).
-- **Third-party packages**: a package keeps the submodules it says it loads lazily, the
-  ones a module ``__getattr__`` serves for names it announces in ``__all__`` or
-  ``__dir__`` (scipy's and scikit-learn's submodule tables, ``lazy_loader`` stubs,
-  ``networkx.lazy_imports``, numpy's ``testing``/``f2py``): the same traced run asks the
-  package for each such name, through its own loader, so whatever that loads stays.
+- **Third-party packages**: a package keeps the submodules it says it loads: the ones a
+  module ``__getattr__`` serves for names it announces in ``__all__`` or ``__dir__``
+  (scipy's and scikit-learn's submodule tables, ``lazy_loader`` stubs,
+  ``networkx.lazy_imports``, numpy's ``testing``/``f2py``), and those a table of its
+  own (a list, tuple or set in the package's namespace every entry of which names one
+  of its submodules: PIL's ``_plugins``) names for ``importlib.import_module``. The
+  same traced run asks the package for each, through its own loader, so whatever that
+  loads stays.
 - **Packages only probed** (``importlib.util.find_spec``, ``os.stat``, a metadata read)
   and never opened go whole, with their ``*.dist-info`` (:func:`probed_only`); a package
   whose distribution was used otherwise stays whole. Never half: what stays imports.
@@ -82,17 +85,26 @@ for _ in range(20):
     for module in fresh:
         asked.add(module.__name__)
         own = vars(module)
-        if "__getattr__" not in own:
-            continue
         names = set()
-        for listed in (own.get("__all__"), quiet(own["__dir__"]) if "__dir__" in own else None):
-            if isinstance(listed, (list, tuple, set)):
-                names.update(n for n in listed if isinstance(n, str))
-        for attr in sorted(names - set(own)):
+        if "__getattr__" in own:
+            for listed in (own.get("__all__"), quiet(own["__dir__"]) if "__dir__" in own
+                           else None):
+                if isinstance(listed, (list, tuple, set, frozenset)):
+                    names.update(n for n in listed if isinstance(n, str))
+            names -= set(own)
+        subs = quiet(lambda: {m.name for m in pkgutil.iter_modules(module.__path__)}) or set()
+        for value in list(own.values()):
+            # A table of its own submodules' names, which it imports by name (PIL's
+            # _plugins): every entry names one.
+            if isinstance(value, (list, tuple, set, frozenset)) and 1 < len(value) <= 1000 \
+                    and all(isinstance(n, str) and n in subs for n in value):
+                names.update(value)
+        for attr in sorted(names):
             if attr.startswith("_") or not wanted(attr):
                 continue
-            quiet(getattr, module, attr)
             sub = module.__name__ + "." + attr
+            if attr in own or quiet(getattr, module, attr) is None or sub not in sys.modules:
+                quiet(importlib.import_module, sub)
             if sub in sys.modules:
                 done.append(sub)
 with open(out, "w") as f:
