@@ -26,7 +26,8 @@ STDLIB = "lib/python3.11"
 #: Each uses one part of a package; none touches what the tests call afterwards.
 WORKLOADS = (
     'python -c "import multiprocessing, logging; logging.getLogger().info(1)"',
-    'python -c "import lazydemo; assert lazydemo.fast.VALUE == 1"',
+    ("python -c \"import lazydemo; assert lazydemo.fast.VALUE == 1; "
+     "assert lazydemo.zone('Europe/Paris') == 'paris'\""),
     # As torch probes for networkx: optional, so still fine once it is gone.
     ("python -c \"import importlib.util as u, importlib.metadata as m; "
      "u.find_spec('probedemo') and m.version('probedemo')\""),
@@ -78,6 +79,9 @@ def test_lazily_announced_submodules_survive(shrunk: tuple[Path, Report]) -> Non
     # Submodules named by a table of its own, which it imports by name.
     assert prefix_python(prefix, "import lazydemo; print(lazydemo.plugin('plugin_b'))"
                          ).stdout == "b\n"
+    # Another request names another time zone.
+    assert prefix_python(prefix, "import lazydemo; print(lazydemo.zone('Asia/Tokyo'))"
+                         ).stdout == "tokyo\n"
     # What the package does not announce, and nothing imported, goes, and the report
     # says so: the verification does not import it.
     assert not list((prefix / SITE / "lazydemo").glob("orphan.py*"))

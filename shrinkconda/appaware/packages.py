@@ -14,7 +14,8 @@ A trace sees one run; production reaches other parts of the packages it imported
   own (a list, tuple or set in the package's namespace every entry of which names one
   of its submodules: PIL's ``_plugins``) names for ``importlib.import_module``. The
   same traced run asks the package for each, through its own loader, so whatever that
-  loads stays.
+  loads stays. Their time zone databases (``pytz/zoneinfo``, :data:`DATA_FAMILIES`)
+  stay whole: which zone a request names is up to the request.
 - **Packages only probed** (``importlib.util.find_spec``, ``os.stat``, a metadata read)
   and never opened go whole, with their ``*.dist-info`` (:func:`probed_only`); a package
   whose distribution was used otherwise stays whole. Never half: what stays imports.
@@ -38,6 +39,10 @@ NOT_WHOLE = frozenset({"test", "idlelib", "tkinter", "turtledemo", "ensurepip", 
 ALWAYS = ("encodings",)
 """Stdlib packages expanded whatever the trace saw: the codec Python starts with follows
 the locale of wherever it runs next (the CJK codecs need their ``lib-dynload`` parts)."""
+DATA_FAMILIES = ("zoneinfo",)
+"""Data directories an imported package keeps whole: which entry a run reads depends on
+its input (``pytz/zoneinfo/Europe/Paris`` for one request, ``Asia/Tokyo`` for the next),
+as the stdlib's ``encodings`` do."""
 _INIT = ("__init__.py", "__init__.pyc")
 _METADATA = (".dist-info", ".egg-info")
 
@@ -174,6 +179,18 @@ def whole(scan: Scan, stdlib: Iterable[str]) -> Iterator[int]:
                     continue
                 yield index
                 index += 1
+
+
+def families(scan: Scan, third: Iterable[str]) -> Iterator[int]:
+    """The :data:`DATA_FAMILIES` directories of the imported site-packages packages
+    ``third`` (dotted, :func:`imported_packages`): they stay whole."""
+    for lib in stdlib_dirs(scan):
+        for name in third:
+            for family in DATA_FAMILIES:
+                found = scan.find(f"{scan.paths[lib]}/site-packages/{name.replace('.', '/')}"
+                                  f"/{family}")
+                if found is not None and scan.kinds[found] == DIR:
+                    yield found
 
 
 def probed_only(scan: Scan, used: bytearray, opened: bytearray) -> tuple[list[int], list[int]]:

@@ -52,8 +52,11 @@ def prune(scan: Scan, usage: Usage) -> Pruning:
         used[index:scan.ends[index]] = bytes(scan.ends[index] - index)
     for index in keep:
         used[index:scan.ends[index]] = b"\x01" * (scan.ends[index] - index)
-    for index in packages.whole(scan, packages.imported_packages(usage.opened)[0]):
+    stdlib, third = packages.imported_packages(usage.opened)
+    for index in packages.whole(scan, stdlib):
         used[index] = 1
+    for index in packages.families(scan, third):
+        used[index:scan.ends[index]] = b"\x01" * (scan.ends[index] - index)
     live = bytearray(used)  # used, or holds something used
     parents = scan.parents
     for index in range(len(scan) - 1, 0, -1):
