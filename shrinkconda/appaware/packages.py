@@ -68,16 +68,22 @@ def quiet(call, *args):
         sys.stdout, sys.stderr = saved
 def wanted(name):
     return not skipped.intersection(name.split("."))
-for name in stdlib:
+def whole(name):
+    # Not pkgutil.walk_packages: it imports every package it finds, test suites too.
     package = quiet(importlib.import_module, name)
     if package is None:
-        continue
+        return
     done.append(name)
-    found = quiet(lambda: [m.name for m in pkgutil.walk_packages(
-        package.__path__, name + ".", onerror=lambda _: None) if wanted(m.name)]) or []
-    for sub in found:
-        if quiet(importlib.import_module, sub) is not None:
+    for found in quiet(lambda: list(pkgutil.iter_modules(package.__path__))) or []:
+        sub = name + "." + found.name
+        if not wanted(sub):
+            continue
+        if found.ispkg:
+            whole(sub)
+        elif quiet(importlib.import_module, sub) is not None:
             done.append(sub)
+for name in stdlib:
+    whole(name)
 tops = {n.split(".")[0] for n in third}
 for name in third:
     quiet(importlib.import_module, name)
