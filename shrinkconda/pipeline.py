@@ -202,7 +202,9 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
                                    digest=condameta.sha256),
                    lambda payload: dropped.extend(condameta.apply(root, payload)))
         if options.verify and modules:
-            notes += ((f"verified: the {counted(len(modules), 'top-level module')} "
+            # With --used-by the list holds submodules too (each package a unit).
+            noun = "module" if options.used_by else "top-level module"
+            notes += ((f"verified: the {counted(len(modules), noun)} "
                        "that imported before the shrink still import"),)
         metadata = condameta.measure(scan_)
         report = outcome.report(
