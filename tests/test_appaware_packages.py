@@ -76,17 +76,18 @@ def test_a_stdlib_package_keeps_its_lazily_imported_modules(shrunk: tuple[Path, 
 def test_lazily_announced_submodules_survive(shrunk: tuple[Path, Report]) -> None:
     prefix, report = shrunk
     assert prefix_python(prefix, "import lazydemo; print(lazydemo.slow.VALUE)").stdout == "2\n"
-    # Submodules named by a table of its own, which it imports by name.
-    assert prefix_python(prefix, "import lazydemo; print(lazydemo.plugin('plugin_b'))"
-                         ).stdout == "b\n"
+    # What its __all__ names: "from lazydemo import *" imports it.
+    assert prefix_python(prefix, "from lazydemo import *; print(star.NAME)").stdout == "star\n"
     # Another request names another time zone.
     assert prefix_python(prefix, "import lazydemo; print(lazydemo.zone('Asia/Tokyo'))"
                          ).stdout == "tokyo\n"
     # What the package does not announce, and nothing imported, goes, and the report
     # says so: the verification does not import it.
+    # Nor a private table's entries (PIL's _plugins), and the report says so.
     assert not list((prefix / SITE / "lazydemo").glob("orphan.py*"))
+    assert not list((prefix / SITE / "lazydemo").glob("plugin_b.py*"))
     note = next(n for n in report.notes if "public submodule" in n)
-    assert note.endswith(": lazydemo.orphan")
+    assert note.endswith(": lazydemo.orphan, lazydemo.plugin_a, lazydemo.plugin_b")
 
 
 def test_a_package_only_probed_goes_whole(shrunk: tuple[Path, Report], template: Path) -> None:
@@ -104,8 +105,9 @@ def test_the_expansion_is_traced_and_verified(template: Path) -> None:
     usage = used_by.trace_workloads(template, WORKLOADS[:2], 120, None)
     assert usage is not None
     assert {"multiprocessing.popen_fork", "logging.handlers", "lazydemo.slow",
-            "lazydemo.plugin_a", "lazydemo.plugin_b", "encodings.euc_jp"} <= usage.expanded
-    assert not any(m.startswith(("lazydemo.orphan", "probedemo")) for m in usage.expanded)
+            "lazydemo.star", "encodings.euc_jp"} <= usage.expanded
+    assert not any(m.startswith(("lazydemo.orphan", "lazydemo.plugin", "probedemo"))
+                   for m in usage.expanded)
     # What the expansion imported stays: its lib-dynload parts too.
     assert any(p.startswith(f"{STDLIB}/lib-dynload/_codecs_jp") for p in usage.paths)
     # probedemo was never opened by the runs: it is not a module the checks import.
