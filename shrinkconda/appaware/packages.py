@@ -14,8 +14,9 @@ A trace sees one run; production reaches other parts of the packages it imported
   ``from package import *`` imports). The same traced run asks the package for each,
   through its own loader, so whatever that loads stays. A private table read by
   ``importlib.import_module`` (PIL's ``_plugins``) is not followed: on the benchmark's
-  service it cost 13.8 MB, mostly codecs no request used; the report names what went. Their time zone databases (``pytz/zoneinfo``, :data:`DATA_FAMILIES`)
-  stay whole: which zone a request names is up to the request.
+  service it cost 6.7 MB, mostly codecs no request used; the report names what went.
+  An imported package's time zone database (``pytz/zoneinfo``, :data:`DATA_FAMILIES`)
+  stays whole: which zone a request names is up to the request.
 - **Packages only probed** (``importlib.util.find_spec``, ``os.stat``, a metadata read)
   and never opened go whole, with their ``*.dist-info`` (:func:`probed_only`); a package
   whose distribution was used otherwise stays whole. Never half: what stays imports.
