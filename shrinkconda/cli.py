@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Callable, TypeVar
 
@@ -24,7 +26,7 @@ from shrinkconda.render import breakdown
 from shrinkconda.render.report import Report, render, to_json
 from shrinkconda.targets.cpu.levels import CHOICES as CPU_LEVELS
 from shrinkconda.targets.cpu.levels import UnknownCpuLevelError
-from shrinkconda.transaction import faults, interrupt
+from shrinkconda.transaction import faults, interrupt, testhooks
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -186,8 +188,9 @@ def audit(prefix: str | None, profile: str, only: tuple[str, ...], skip: tuple[s
                                     used_by, used_by_timeout, quiet),
                       extras=breakdown.Wanted(by == "package", html_file, compressed),
                       target_cpu=target_cpu, python_code_convert=python_code_convert)
-    report = _run(pipeline.audit, _prefix(prefix), options, quiet)
-    _show(report, as_json, quiet)
+    with _signals_told():
+        report = _run(pipeline.audit, _prefix(prefix), options, quiet)
+        _show(report, as_json, quiet)
 
 
 @main.command()
@@ -219,18 +222,19 @@ def shrink(prefix: str | None, profile: str, only: tuple[str, ...], skip: tuple[
                       verify=not no_verify, verify_commands=verify_commands,
                       extras=breakdown.Wanted(by == "package", html_file, compressed),
                       target_cpu=target_cpu, python_code_convert=python_code_convert)
-    if not yes and sys.stdin.isatty():
-        preview = _run(pipeline.audit, target, replace(options, extras=breakdown.Wanted(
-            by == "package")), quiet)
-        click.echo(render(preview), err=True)
-        click.confirm(f"\nShrink {preview.prefix}?", abort=True, err=True)
-    report = _run(pipeline.shrink, target, options, quiet)
-    _show(report, as_json, quiet)
-    if report.rolled_back:
-        if quiet and not as_json:
-            for broken in report.broken:
-                click.echo(f"broken: {broken.check}: {broken.error}", err=True)
-        sys.exit(3)
+    with _signals_told():
+        if not yes and sys.stdin.isatty():
+            preview = _run(pipeline.audit, target, replace(options, extras=breakdown.Wanted(
+                by == "package")), quiet)
+            click.echo(render(preview), err=True)
+            click.confirm(f"\nShrink {preview.prefix}?", abort=True, err=True)
+        report = _run(pipeline.shrink, target, options, quiet)
+        _show(report, as_json, quiet)
+        if report.rolled_back:
+            if quiet and not as_json:
+                for broken in report.broken:
+                    click.echo(f"broken: {broken.check}: {broken.error}", err=True)
+            sys.exit(3)
 
 
 @main.command("strategies")
@@ -309,14 +313,13 @@ def _run(action: Callable[..., Report], prefix: str, options: pipeline.Options,
     and signals into one line (and the traceback too, with ``--debug``)."""
     bars = _Bars(enabled=not quiet and sys.stderr.isatty())
     try:
-        with interrupt.handled():  # a second signal while the message is on its way
-            return action(prefix, options, progress=bars.update if bars.enabled else None)
+        report = action(prefix, options, progress=bars.update if bars.enabled else None)
+        testhooks.reached("returned")
+        return report
     except (UnknownStrategyError, UnknownProfileError, UnknownCpuLevelError) as exc:
         raise click.UsageError(str(exc)) from exc
-    except Interrupted as exc:
-        _traceback_if_debug()
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(128 + exc.signum)  # 130 for SIGINT, 143 for SIGTERM, as a shell says
+    except Interrupted:
+        raise  # for _signals_told
     except ShrinkError as exc:
         _traceback_if_debug()
         raise click.ClickException(str(exc)) from exc
@@ -325,6 +328,21 @@ def _run(action: Callable[..., Report], prefix: str, options: pipeline.Options,
         raise click.ClickException(faults.describe(exc)) from exc
     finally:
         bars.close()
+
+
+@contextmanager
+def _signals_told() -> Iterator[None]:
+    """From the first library call to the report's last line, SIGINT, SIGTERM and SIGHUP
+    end the command with one line that says what the prefix is (shrunk, rolled back,
+    untouched: what the transaction recorded when the signal came) and the status a
+    shell gives a process that signal ended, 128 + signum."""
+    with interrupt.handled():  # still while the message is on its way: later ones wait
+        try:
+            yield
+        except Interrupted as exc:
+            _traceback_if_debug()
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(128 + exc.signum)  # 130 for SIGINT, 143 for SIGTERM, as a shell says
 
 
 def _traceback_if_debug() -> None:

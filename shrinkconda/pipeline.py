@@ -28,7 +28,7 @@ from shrinkconda.targets import cpu as cpu_target
 from shrinkconda.targets.cpu import cap as cpu_cap
 from shrinkconda.targets.cpu import check as cpu_check
 from shrinkconda.targets.cpu.select import Found
-from shrinkconda.transaction import faults, interrupt, journal, preflight
+from shrinkconda.transaction import faults, interrupt, journal, preflight, state, testhooks
 from shrinkconda.units import counted
 
 StageProgress = Optional[Callable[[str, int], None]]
@@ -109,6 +109,7 @@ def audit(prefix: str | os.PathLike[str], options: Options = Options(),
     An unfinished transaction a killed shrink left behind is finished or rolled back
     first, so the prediction is about a consistent prefix.
     """
+    state.begin()
     root = check_prefix(prefix)
     breakdown.check(options.extras, root)
     target = cpu_target.levels.target(options.target_cpu)
@@ -116,6 +117,7 @@ def audit(prefix: str | os.PathLike[str], options: Options = Options(),
     mode = options.strip_mode if options.strips() else None
     with journal.locked(root):
         notes = _recover(root)
+        testhooks.reached("recovered")
         usage = used_by.trace_workloads(root, options.used_by, options.used_by_timeout,
                                         options.command_output)
         the_plan, problems, cpu = _plan(root, chosen, plugin_problems, options, progress, usage,
@@ -128,10 +130,11 @@ def audit(prefix: str | os.PathLike[str], options: Options = Options(),
         payload = outcome.payload(the_plan, removed, changes, mode, options.conda_pack_views,
                                   digest=lambda path: "0" * 64)
         metadata, dropped = condameta.predict(the_plan.scan, payload)
-        notes += preflight.notes(root, preflight.needs(the_plan, rooms(phases, the_plan.scan,
-                                                                       removed)))
+        refused = preflight.refusal(root, the_plan, preflight.needs(
+            the_plan, rooms(phases, the_plan.scan, removed)))
         report = outcome.report(the_plan, removed, problems, dry_run=True, phases=changes,
-                                notes=notes, metadata=metadata, removed_packages=dropped)
+                                notes=notes + preflight.notes(refused), metadata=metadata,
+                                removed_packages=dropped, refused=refused)
         gone, replaced = removed_by(changes, the_plan.scan, removed), _stripped(changes)
         return extras.finish(report, gone, replaced, metadata, lambda: breakdown.predicted_after(
             the_plan, gone, replaced, options.strip_mode, payload, metadata, options.jobs))
@@ -145,6 +148,7 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
     originals' places; then the environment is verified. If something that imported
     before no longer does, everything goes back and the report says what broke.
     """
+    state.begin()
     root = check_prefix(prefix)
     breakdown.check(options.extras, root)
     target = cpu_target.levels.target(options.target_cpu)
@@ -156,6 +160,7 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
             ThreadPoolExecutor(max_workers=1) as background, \
             verify.ImportCheck(root, options.jobs or 2) as imports:
         notes = _recover(root)
+        testhooks.reached("recovered")
         usage = used_by.trace_workloads(root, options.used_by, options.used_by_timeout,
                                         options.command_output)
         # What imports before the shrink is asked of the env's own python (subprocesses)
@@ -196,11 +201,15 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
                 the_plan, bytearray(len(scan_)), problems, dry_run=False,
                 phases=[change.undone() for change in changes], notes=notes,
                 broken=broken, verified=True, rolled_back=True)
+            testhooks.reached("report")
             return extras.finish(report, bytearray(len(scan_)), (), (), after=None)
         dropped: list[str] = []
         txn.commit(outcome.payload(the_plan, removed, changes, mode, options.conda_pack_views,
                                    digest=condameta.sha256),
                    lambda payload: dropped.extend(condameta.apply(root, payload)))
+        # Shrunk from here on (state.SHRUNK): a signal or a fault while the report is made
+        # says so, and changes nothing more.
+        testhooks.reached("committed")
         if options.verify and modules:
             # With --used-by the list holds submodules too (each package a unit).
             noun = "module" if options.used_by else "top-level module"
@@ -210,6 +219,7 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
         report = outcome.report(
             the_plan, removed, problems, dry_run=False, phases=changes, notes=notes,
             verified=options.verify, metadata=metadata, removed_packages=dropped)
+        testhooks.reached("report")
         return extras.finish(report, removed_by(changes, scan_, removed),
                              _stripped(changes), metadata, lambda: breakdown.measured_after(root))
 
