@@ -118,9 +118,11 @@ def command_env(prefix: Path) -> dict[str, str]:
 
 
 def trace(prefix: Path, commands: Sequence[str], timeout: float = TIMEOUT,
-          output: Output = None, extra: Sequence[Sequence[str]] = ()) -> Usage:
-    """Run each shell command under strace, then each ``extra`` argv; the union of
-    what they used. Raises if one fails or the trace may have missed something."""
+          output: Output = None, extra: Sequence[Sequence[str]] = (),
+          labels: Sequence[str] = ()) -> Usage:
+    """Run each shell command under strace, then each ``extra`` argv (named in messages
+    by ``labels``, else by the argv); the union of what they used. Raises if one fails
+    or the trace may have missed something."""
     for command in commands:
         if not command.strip():
             raise WorkloadError("--used-by needs a command; it was given an empty one")
@@ -128,7 +130,8 @@ def trace(prefix: Path, commands: Sequence[str], timeout: float = TIMEOUT,
     resolver = _Resolver(prefix)
     env = command_env(prefix)
     runs = [(c, ["/bin/sh", "-c", c]) for c in commands]
-    runs += [(" ".join(argv), list(argv)) for argv in extra]
+    named = list(labels) + [" ".join(argv) for argv in extra[len(labels):]]
+    runs += [(label, list(argv)) for label, argv in zip(named, extra)]
     for label, argv in runs:
         _run_one(strace, label, argv, env, timeout, output, resolver)
     return Usage(frozenset(resolver.used), frozenset(_modules(resolver.opened)),

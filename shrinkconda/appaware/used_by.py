@@ -218,6 +218,8 @@ def _expand(prefix: Path, python: Path, workdir: Path, usage: Usage, timeout: fl
     python imports them whole (stdlib) or asks them for their lazy submodules, traced."""
     stdlib, third = packages.imported_packages(usage.opened)
     argv, out = packages.expander(python, workdir, stdlib, third)
-    expanded = trace.trace(prefix, [], timeout, None, [argv])
+    label = (f"{python} importing the packages the commands imported, each whole or "
+             "with the submodules it announces")
+    expanded = trace.trace(prefix, [], timeout, None, [argv], [label])
     return expanded | Usage(frozenset(), frozenset(), expanded=packages.read_expanded(out))
 
