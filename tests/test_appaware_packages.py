@@ -25,7 +25,7 @@ SITE = "lib/python3.11/site-packages"
 STDLIB = "lib/python3.11"
 #: Each uses one part of a package; none touches what the tests call afterwards.
 WORKLOADS = (
-    'python -c "import multiprocessing, logging; logging.getLogger().info(1)"',
+    'python -c "import multiprocessing, logging, ctypes; logging.getLogger().info(1)"',
     ("python -c \"import lazydemo; assert lazydemo.fast.VALUE == 1; "
      "assert lazydemo.zone('Europe/Paris') == 'paris'\""),
     # As torch probes for networkx: optional, so still fine once it is gone.
@@ -69,8 +69,11 @@ def test_a_stdlib_package_keeps_its_lazily_imported_modules(shrunk: tuple[Path, 
     assert prefix_python(prefix, "import logging.handlers; print('ok')").stdout == "ok\n"
     # importlib.metadata (traced for the metadata) imports email: email.mime comes along.
     assert prefix_python(prefix, "import email.mime.text; print('ok')").stdout == "ok\n"
-    # A stdlib package nothing imported still goes.
+    # A stdlib package nothing imported still goes, and so do the test suites of those
+    # that stay whole.
     assert not (prefix / STDLIB / "xmlrpc").exists()
+    assert (prefix / STDLIB / "ctypes" / "util.pyc").is_file()
+    assert not (prefix / STDLIB / "ctypes" / "test").exists()
 
 
 def test_lazily_announced_submodules_survive(shrunk: tuple[Path, Report]) -> None:
@@ -107,7 +110,7 @@ def test_the_expansion_is_traced_and_verified(template: Path) -> None:
     assert {"multiprocessing.popen_fork", "logging.handlers", "lazydemo.slow",
             "lazydemo.star", "encodings.euc_jp"} <= usage.expanded
     assert not any(m.startswith(("lazydemo.orphan", "lazydemo.plugin", "probedemo"))
-                   for m in usage.expanded)
+                   or ".test" in m for m in usage.expanded)
     # What the expansion imported stays: its lib-dynload parts too.
     assert any(p.startswith(f"{STDLIB}/lib-dynload/_codecs_jp") for p in usage.paths)
     # probedemo was never opened by the runs: it is not a module the checks import.

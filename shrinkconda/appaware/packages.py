@@ -128,8 +128,9 @@ def imported_packages(usage_opened: Iterable[str]) -> tuple[list[str], list[str]
     third: set[str] = set()
     for path in usage_opened:
         parts = path.split("/")
-        if len(parts) < 4 or parts[0] != "lib" or not parts[1].startswith("python"):
-            continue
+        if len(parts) < 4 or parts[0] != "lib" or not parts[1].startswith("python") \
+                or not parts[-1].endswith((".py", ".pyc", ".so")):
+            continue  # a directory listed (pkgutil, find_spec) is not a module loaded
         if parts[2] == "site-packages":
             dotted = _init_package(parts[3:])
             if dotted:
@@ -202,12 +203,15 @@ def probed_only(scan: Scan, used: bytearray, opened: bytearray) -> tuple[list[in
     packages that go whole (unless their distribution was used otherwise: then they
     stay whole, in ``to_keep``), and with the dropped top-level ones, their metadata
     directories, so that their distributions go whole too."""
-    holds = bytearray(opened)  # opened, or holds something opened
+    # A file opened, or a directory holding one; a directory opened to list it
+    # (pkgutil.iter_modules, a FileFinder) opens nothing of the package.
+    holds = bytearray(o if scan.kinds[i] != DIR else 0 for i, o in enumerate(opened))
     for index in range(len(scan) - 1, 0, -1):
         if holds[index]:
             holds[scan.parents[index]] = 1
     owners = scan.owners
-    users = {owners[i] for i in range(len(scan)) if opened[i] and owners[i] >= 0
+    users = {owners[i] for i in range(len(scan)) if holds[i] and owners[i] >= 0
+             and scan.kinds[i] != DIR
              and not any(part.endswith(_METADATA) for part in scan.paths[i].split("/"))}
     drop: list[int] = []
     keep: list[int] = []
