@@ -26,6 +26,7 @@ from shrinkconda.render import breakdown
 from shrinkconda.render.report import Report, render, to_json
 from shrinkconda.targets.cpu.levels import CHOICES as CPU_LEVELS
 from shrinkconda.targets.cpu.levels import UnknownCpuLevelError
+from shrinkconda.targets.gpu.archs import UnknownGpuArchError
 from shrinkconda.transaction import faults, interrupt, testhooks
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -155,6 +156,14 @@ def _common(func: F) -> F:
                           "x86_64_v3, x86_64_v4, or native: this machine's): remove the "
                           "CPU-dispatched kernels (oneMKL's) no CPU at or above it loads, "
                           "and cap the dispatch there. Without it, every kernel stays."),
+        click.option("--target-gpu", metavar="ARCHS",
+                     help="The GPUs the env will run on (sm_90, sm_80,sm_90, none for CPUs "
+                          "only, or native: this machine's): remove the device code no such "
+                          "GPU runs from the libraries whose licence allows it (torch, "
+                          "triton, ...; never NVIDIA's), and report it per architecture."),
+        click.option("--no-ptx", is_flag=True,
+                     help="With --target-gpu, also remove the PTX kept for the target "
+                          "where a cubin covers it (no JIT fallback for newer GPUs)."),
     ]
     for decorate in reversed(decorators):
         func = decorate(func)
@@ -176,8 +185,10 @@ def main() -> None:
 def audit(prefix: str | None, profile: str, only: tuple[str, ...], skip: tuple[str, ...],
           keep: tuple[str, ...], keep_locales: tuple[str, ...], strip_mode: str | None,
           no_strip: bool, python_code: str | None, python_code_convert: tuple[str, ...],
-          jobs: int | None, conda_pack_views: bool, as_json: bool, quiet: bool, by: str | None, html_file: str | None, compressed: bool,
-          used_by: tuple[str, ...], used_by_timeout: float, target_cpu: str | None) -> None:
+          jobs: int | None, conda_pack_views: bool, as_json: bool, quiet: bool,
+          by: str | None, html_file: str | None, compressed: bool,
+          used_by: tuple[str, ...], used_by_timeout: float, target_cpu: str | None,
+          target_gpu: str | None, no_ptx: bool) -> None:
     """Say what a shrink would free, changing nothing (a dry run).
 
     With --used-by, the commands do run (traced), so they must be safe to run here.
@@ -187,7 +198,8 @@ def audit(prefix: str | None, profile: str, only: tuple[str, ...], skip: tuple[s
                                              conda_pack_views),
                                     used_by, used_by_timeout, quiet),
                       extras=breakdown.Wanted(by == "package", html_file, compressed),
-                      target_cpu=target_cpu, python_code_convert=python_code_convert)
+                      target_cpu=target_cpu, target_gpu=target_gpu, no_ptx=no_ptx,
+                      python_code_convert=python_code_convert)
     with _signals_told():
         report = _run(pipeline.audit, _prefix(prefix), options, quiet)
         _show(report, as_json, quiet)
@@ -206,7 +218,8 @@ def shrink(prefix: str | None, profile: str, only: tuple[str, ...], skip: tuple[
            no_strip: bool, python_code: str | None, python_code_convert: tuple[str, ...],
            jobs: int | None, conda_pack_views: bool, as_json: bool, quiet: bool, by: str | None,
            html_file: str | None, compressed: bool,
-           used_by: tuple[str, ...], used_by_timeout: float, target_cpu: str | None, yes: bool,
+           used_by: tuple[str, ...], used_by_timeout: float, target_cpu: str | None,
+           target_gpu: str | None, no_ptx: bool, yes: bool,
            no_verify: bool,
            verify_commands: tuple[str, ...]) -> None:
     """Shrink the prefix, verify it still works, and roll back if it does not.
@@ -221,7 +234,8 @@ def shrink(prefix: str | None, profile: str, only: tuple[str, ...], skip: tuple[
                                     used_by, used_by_timeout, quiet),
                       verify=not no_verify, verify_commands=verify_commands,
                       extras=breakdown.Wanted(by == "package", html_file, compressed),
-                      target_cpu=target_cpu, python_code_convert=python_code_convert)
+                      target_cpu=target_cpu, target_gpu=target_gpu, no_ptx=no_ptx,
+                      python_code_convert=python_code_convert)
     with _signals_told():
         if not yes and sys.stdin.isatty():
             preview = _run(pipeline.audit, target, replace(options, extras=breakdown.Wanted(
@@ -316,7 +330,8 @@ def _run(action: Callable[..., Report], prefix: str, options: pipeline.Options,
         report = action(prefix, options, progress=bars.update if bars.enabled else None)
         testhooks.reached("returned")
         return report
-    except (UnknownStrategyError, UnknownProfileError, UnknownCpuLevelError) as exc:
+    except (UnknownStrategyError, UnknownProfileError, UnknownCpuLevelError,
+            UnknownGpuArchError) as exc:
         raise click.UsageError(str(exc)) from exc
     except Interrupted:
         raise  # for _signals_told

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Callable
 
-from shrinkconda import __version__, condameta
+from shrinkconda import __version__, condameta, piprecord
 from shrinkconda.accounting import Ledger, Saving
 from shrinkconda.appaware import used_by
 from shrinkconda.phases import dedup_phase, strip_phase
@@ -78,6 +78,9 @@ def payload(the_plan: Plan, removed: bytearray, phases: Sequence[Outcome],
              for p in phases for a in p.added for path, size, source in a.files}
     if added:
         record["added"] = added
+    pip_records = piprecord.unowned(scan_)
+    if pip_records:
+        record[piprecord.KEY] = pip_records
     if dedup_phase.NAME in by_name:
         record["deduplicated"] = {scan_.paths[k.index]: scan_.paths[k.target]
                                   for k in by_name[dedup_phase.NAME].linked}

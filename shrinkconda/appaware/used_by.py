@@ -11,7 +11,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from shrinkconda import distmeta, verify
@@ -210,7 +210,7 @@ def trace_workloads(prefix: Path, commands: Sequence[str], timeout: float,
         if python:
             usage |= _expand(prefix, python, Path(workdir), usage, timeout)
     own = trace.resolve(prefix, [*trace.loaded_modules_in(prefix), sys.executable])
-    return usage | Usage(own, frozenset())
+    return usage | Usage(own, frozenset())  # the GPU driver seen stays
 
 
 def _expand(prefix: Path, python: Path, workdir: Path, usage: Usage, timeout: float) -> Usage:
@@ -221,5 +221,6 @@ def _expand(prefix: Path, python: Path, workdir: Path, usage: Usage, timeout: fl
     label = (f"{python} importing the packages the commands imported, each whole or "
              "with the submodules it announces")
     expanded = trace.trace(prefix, [], timeout, None, [argv], [label])
-    return expanded | Usage(frozenset(), frozenset(), expanded=packages.read_expanded(out))
-
+    # The workloads' own runs say whether they use a GPU, not this one's imports.
+    return replace(expanded, gpu_driver="") | Usage(frozenset(), frozenset(),
+                                                    expanded=packages.read_expanded(out))
