@@ -117,6 +117,12 @@ def _common(func: F) -> F:
                           "__pycache__ files, valid after mtimes are reset) [default: the "
                           "profile's; safe: source, aggressive: bytecode; with --used-by: "
                           "bytecode]."),
+        click.option("--python-code-convert", "python_code_convert", multiple=True,
+                     metavar="PKG",
+                     help="In bytecode form, convert the top-level package PKG too although "
+                          "its code reads sources (inspect.getsource), which by default "
+                          "keeps all of its .py files; the report says which packages that "
+                          "is and what this would save (repeatable)."),
         click.option("--jobs", type=click.IntRange(min=1), metavar="N",
                      help="Strip N files at once [default: number of CPUs]."),
         click.option("--conda-pack-views", is_flag=True,
@@ -178,8 +184,9 @@ def main() -> None:
 @_common
 def audit(prefix: str | None, profile: str, only: tuple[str, ...], skip: tuple[str, ...],
           keep: tuple[str, ...], keep_locales: tuple[str, ...], strip_mode: str | None,
-          no_strip: bool, python_code: str | None, jobs: int | None, conda_pack_views: bool,
-          as_json: bool, quiet: bool, by: str | None, html_file: str | None, compressed: bool,
+          no_strip: bool, python_code: str | None, python_code_convert: tuple[str, ...],
+          jobs: int | None, conda_pack_views: bool, as_json: bool, quiet: bool,
+          by: str | None, html_file: str | None, compressed: bool,
           used_by: tuple[str, ...], used_by_timeout: float, target_cpu: str | None,
           target_gpu: str | None, no_ptx: bool) -> None:
     """Say what a shrink would free, changing nothing (a dry run).
@@ -191,7 +198,8 @@ def audit(prefix: str | None, profile: str, only: tuple[str, ...], skip: tuple[s
                                              conda_pack_views),
                                     used_by, used_by_timeout, quiet),
                       extras=breakdown.Wanted(by == "package", html_file, compressed),
-                      target_cpu=target_cpu, target_gpu=target_gpu, no_ptx=no_ptx)
+                      target_cpu=target_cpu, target_gpu=target_gpu, no_ptx=no_ptx,
+                      python_code_convert=python_code_convert)
     with _signals_told():
         report = _run(pipeline.audit, _prefix(prefix), options, quiet)
         _show(report, as_json, quiet)
@@ -207,8 +215,8 @@ def audit(prefix: str | None, profile: str, only: tuple[str, ...], skip: tuple[s
                    "if it fails, the shrink is rolled back (repeatable).")
 def shrink(prefix: str | None, profile: str, only: tuple[str, ...], skip: tuple[str, ...],
            keep: tuple[str, ...], keep_locales: tuple[str, ...], strip_mode: str | None,
-           no_strip: bool, python_code: str | None, jobs: int | None,
-           conda_pack_views: bool, as_json: bool, quiet: bool, by: str | None,
+           no_strip: bool, python_code: str | None, python_code_convert: tuple[str, ...],
+           jobs: int | None, conda_pack_views: bool, as_json: bool, quiet: bool, by: str | None,
            html_file: str | None, compressed: bool,
            used_by: tuple[str, ...], used_by_timeout: float, target_cpu: str | None,
            target_gpu: str | None, no_ptx: bool, yes: bool,
@@ -226,7 +234,8 @@ def shrink(prefix: str | None, profile: str, only: tuple[str, ...], skip: tuple[
                                     used_by, used_by_timeout, quiet),
                       verify=not no_verify, verify_commands=verify_commands,
                       extras=breakdown.Wanted(by == "package", html_file, compressed),
-                      target_cpu=target_cpu, target_gpu=target_gpu, no_ptx=no_ptx)
+                      target_cpu=target_cpu, target_gpu=target_gpu, no_ptx=no_ptx,
+                      python_code_convert=python_code_convert)
     with _signals_told():
         if not yes and sys.stdin.isatty():
             preview = _run(pipeline.audit, target, replace(options, extras=breakdown.Wanted(

@@ -101,6 +101,9 @@ class Options:
     python_code: str = FROM_PROFILE
     """The form Python code takes (:data:`~shrinkconda.phases.bytecode.FORMS`):
     :data:`FROM_PROFILE` takes the profile's, or ``bytecode`` with ``used_by``."""
+    python_code_convert: tuple[str, ...] = ()
+    """Top-level packages the ``bytecode`` form converts although their code reads its
+    own sources (``inspect.getsource``): by default they keep their ``.py``."""
     target_cpu: str | None = None
     """The lowest x86-64 level (or ``native``) the env must run on: dispatched kernels
     no CPU at or above it loads go, and the dispatch is capped there. ``None``: every
@@ -139,7 +142,7 @@ def audit(prefix: str | os.PathLike[str], options: Options = Options(),
                                         options.command_output)
         the_plan, problems, cpu = _plan(root, chosen, plugin_problems, options, progress, usage,
                                         target, gpu)
-        notes += cpu.notes
+        notes += cpu.notes + (used_by.pruned_note(the_plan) if usage else ())
         extras = breakdown.Breakdown(options.extras, the_plan)
         removed = the_plan.removed()
         phases = _phases(options, mode, dedups, usage, progress, cpu, gpu)
@@ -192,7 +195,7 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
                                       if options.verify and not options.used_by else None)
         the_plan, problems, cpu = _plan(root, chosen, plugin_problems, options, progress, usage,
                                         target, gpu)
-        notes += cpu.notes
+        notes += cpu.notes + (used_by.pruned_note(the_plan) if usage else ())
         extras = breakdown.Breakdown(options.extras, the_plan)  # reads what the shrink changes
         scan_ = the_plan.scan
         if usage is not None:  # the modules to check depend on what the plan prunes
@@ -232,7 +235,9 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
         # says so, and changes nothing more.
         testhooks.reached("committed")
         if options.verify and modules:
-            notes += ((f"verified: the {counted(len(modules), 'top-level module')} "
+            # With --used-by the list holds submodules too (each package a unit).
+            noun = "module" if options.used_by else "top-level module"
+            notes += ((f"verified: the {counted(len(modules), noun)} "
                        "that imported before the shrink still import"),)
         metadata = condameta.measure(scan_)
         report = outcome.report(
@@ -342,7 +347,8 @@ def _phases(options: Options, mode: str | None, dedups: bool, usage: trace.Usage
     if options.python_code != bytecode.SOURCE:
         chosen.append(bytecode.PythonCodePhase(
             options.python_code, options.keep, usage.sources_read if usage else frozenset(),
-            options.jobs or os.cpu_count() or 2, _stage(progress, bytecode.NAME)))
+            frozenset(options.python_code_convert), options.jobs or os.cpu_count() or 2,
+            _stage(progress, bytecode.NAME)))
     if gpu is not None:
         chosen.append(gpu_phase.GpuPhase(gpu, not options.no_ptx, _stage(progress, gpu_phase.NAME)))
     if mode is not None:

@@ -22,6 +22,7 @@ from fixtures.pycode import SPEC, pycodedemo_recipe
 from shrinkconda import Options, audit, shrink
 from shrinkconda.phases import bytecode, pycompile
 from shrinkconda.transaction.journal import ADDED, STATE_DIR
+from shrinkconda.units import counted, human
 
 BYTECODE = Options(python_code="bytecode", strip_mode=None)
 BOTH = Options(python_code="both", strip_mode=None)
@@ -100,6 +101,30 @@ def test_bytecode_leaves_sourceless_modules_that_import_and_name_their_paths(
     assert entry["path_type"] == "pyc_file"
     check_works(prefix)
 
+
+
+def test_the_user_converts_a_source_reader_anyway(prefix: Path) -> None:
+    site = prefix / SITE
+    predicted = audit(prefix, BYTECODE)
+    hint = {k.path: k.reason for k in predicted.kept}[f"{SITE}/srcreader"]
+    sources = list((site / "srcreader").rglob("*.py"))
+    assert hint.endswith(f"--python-code-convert srcreader would convert it anyway, removing "
+                         f"{counted(len(sources), '.py file')} "
+                         f"({human(sum(p.stat().st_size for p in sources))})")
+
+    report = run_cli("shrink", "-y", "--json", "--no-strip", "--python-code", "bytecode",
+                     "--python-code-convert", "srcreader", "--python-code-convert", "nosuch",
+                     str(prefix))
+
+    assert report.returncode == 0, report.stderr
+    doc = json.loads(report.stdout)
+    assert not any(k["path"] == f"{SITE}/srcreader" for k in doc["kept"])
+    assert "--python-code-convert nosuch: no such package in site-packages" in doc["notes"]
+    assert not (site / "srcreader/__init__.py").exists()
+    assert (site / "srcreader/__init__.pyc").is_file()
+    # It imports; reading its own source now fails, as the user accepted.
+    said = _python(prefix, "import srcreader; print(srcreader.describe())")
+    assert "return inspect.getsource" not in said.stdout
 
 def test_both_compiles_what_a_noarch_package_lacked_and_survives_reset_mtimes(
         prefix: Path) -> None:

@@ -34,6 +34,7 @@ keep-locale = ["de"]
 strip-mode = "unneeded"
 no-strip = false
 python-code = "both"
+python-code-convert = ["purepkg"]
 jobs = 1
 conda-pack-views = false
 by = "package"

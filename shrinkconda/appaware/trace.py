@@ -63,6 +63,7 @@ _DRIVER_HEX = tuple("".join(f"\\x{b:02x}" for b in s.encode()) for s in ("libcud
 """The CUDA driver's library and NVIDIA's device nodes as ``-xx`` spells them (never
 inside the env: the host's driver provides them)."""
 DRIVER_OPENED, DRIVER_MISSING = "opened", "missing"
+_DRIVER_RANK = ("", DRIVER_MISSING, DRIVER_OPENED)
 _PY_HEX = tuple("".join(f"\\x{b:02x}" for b in s.encode()) for s in (".py", ".pyc"))
 """``.py`` and ``.pyc`` as strace's ``-xx`` spells the end of a path."""
 
@@ -76,14 +77,31 @@ class Usage:
     and their targets. Directories above them are implied."""
     modules: frozenset[str]
     """Top-level modules whose code the workloads loaded (a ``.py``, ``.pyc`` or
-    extension module file opened or checked under ``lib/pythonX.Y``)."""
+    extension module file opened under ``lib/pythonX.Y``)."""
     sources_read: frozenset[str] = frozenset()
     """``.py`` files (relative) a workload read as text, not only to import them: opened
     although that process loaded their bytecode, or opened more than once."""
+    opened: frozenset[str] = frozenset()
+    """Entries (relative, symlinks resolved) a workload opened or executed, not only
+    looked at: what separates a package that was imported from one that was only probed
+    (``importlib.util.find_spec`` and metadata reads ``stat`` and list, never open its
+    modules)."""
+
+    expanded: frozenset[str] = frozenset()
+    """Modules (dotted) imported on the workloads' behalf because a package they imported
+    is a unit (:mod:`shrinkconda.appaware.packages`): the verification imports them too."""
+
     gpu_driver: str = ""
     """What the trace saw of a GPU: :data:`DRIVER_OPENED` (a process opened the CUDA
     driver ``libcuda.so*`` or a ``/dev/nvidia*`` device), :data:`DRIVER_MISSING` (one
     looked for the driver and did not find it), or "" (nothing asked for a GPU)."""
+
+    def __or__(self, other: Usage) -> Usage:
+        """What either traced run used (the GPU driver: opened over missing over none)."""
+        driver = max(self.gpu_driver, other.gpu_driver, key=_DRIVER_RANK.index)
+        return Usage(self.paths | other.paths, self.modules | other.modules,
+                     self.sources_read | other.sources_read, opened=self.opened | other.opened,
+                     expanded=self.expanded | other.expanded, gpu_driver=driver)
 
 
 def find_strace() -> str:
@@ -112,9 +130,11 @@ def command_env(prefix: Path) -> dict[str, str]:
 
 
 def trace(prefix: Path, commands: Sequence[str], timeout: float = TIMEOUT,
-          output: Output = None, extra: Sequence[Sequence[str]] = ()) -> Usage:
-    """Run each shell command under strace, then each ``extra`` argv; the union of
-    what they used. Raises if one fails or the trace may have missed something."""
+          output: Output = None, extra: Sequence[Sequence[str]] = (),
+          labels: Sequence[str] = ()) -> Usage:
+    """Run each shell command under strace, then each ``extra`` argv (named in messages
+    by ``labels``, else by the argv); the union of what they used. Raises if one fails
+    or the trace may have missed something."""
     for command in commands:
         if not command.strip():
             raise WorkloadError("--used-by needs a command; it was given an empty one")
@@ -122,11 +142,13 @@ def trace(prefix: Path, commands: Sequence[str], timeout: float = TIMEOUT,
     resolver = _Resolver(prefix)
     env = command_env(prefix)
     runs = [(c, ["/bin/sh", "-c", c]) for c in commands]
-    runs += [(" ".join(argv), list(argv)) for argv in extra]
+    named = list(labels) + [" ".join(argv) for argv in extra[len(labels):]]
+    runs += [(label, list(argv)) for label, argv in zip(named, extra)]
     for label, argv in runs:
         _run_one(strace, label, argv, env, timeout, output, resolver)
-    return Usage(frozenset(resolver.used), frozenset(_modules(resolver.used)),
-                 frozenset(resolver.sources_read), resolver.driver)
+    return Usage(frozenset(resolver.used), frozenset(_modules(resolver.opened)),
+                 frozenset(resolver.sources_read), opened=frozenset(resolver.opened),
+                 gpu_driver=resolver.driver)
 
 
 def loaded_modules_in(prefix: Path) -> list[str]:
@@ -286,6 +308,8 @@ def _parse(lines: Iterable[str], label: str, resolver: _Resolver) -> None:
             resolver.add(_unhex(fd_path))
         if returned:
             resolver.add(_unhex(returned))
+            if name in _OPENS:
+                resolver.add_opened(_unhex(returned))
             if name in _OPENS and returned.endswith(_PY_HEX):
                 key = (pid, _unhex(returned))
                 opened[key] = opened.get(key, 0) + 1
@@ -298,6 +322,7 @@ def _parse(lines: Iterable[str], label: str, resolver: _Resolver) -> None:
                 cwd[pid] = os.path.join(here, _unhex(quoted.group(2)))
         if name in ("execve", "execveat"):
             for path in _ARG.findall(args)[:1]:
+                resolver.add_opened(os.path.realpath(os.path.join(here, _unhex(path[1]))))
                 resolver.add_interpreter(os.path.join(here, _unhex(path[1])))
     resolver.add_sources_read(_read_as_text(opened))
     lost = sorted(seen - ended, key=int)
@@ -363,6 +388,7 @@ class _Resolver:
         self._inside = self.prefix + "/"
         self.used: set[str] = set()
         self.sources_read: set[str] = set()
+        self.opened: set[str] = set()
         self._dirs: dict[str, str | None] = {}
         self._done: set[str] = set()
         self.driver = ""
@@ -402,6 +428,11 @@ class _Resolver:
         for path in paths:
             if path.startswith(self._inside):
                 self.sources_read.add(path[len(self._inside):])
+
+    def add_opened(self, path: str) -> None:
+        """A file a process opened (its fd's path: symlinks already resolved)."""
+        if path.startswith(self._inside):
+            self.opened.add(path[len(self._inside):])
 
     def _record(self, path: str) -> None:
         if path.startswith(self._inside):
@@ -457,7 +488,8 @@ class _Resolver:
 
 
 def _modules(used: Iterable[str]) -> set[str]:
-    """Top-level module names of the module files among ``used``."""
+    """Top-level module names of the module files among ``used`` (opened files: a
+    module only probed for is not loaded)."""
     names = set()
     for path in used:
         if not _MODULE_FILE.search(path):

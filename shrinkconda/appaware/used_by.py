@@ -10,16 +10,17 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from shrinkconda import distmeta, verify
-from shrinkconda.appaware import trace
+from shrinkconda.appaware import packages, trace
 from shrinkconda.appaware.trace import Usage
 from shrinkconda.plan import Plan
-from shrinkconda.scan import Scan
+from shrinkconda.scan import DIR, Scan
 from shrinkconda.strategies.base import Strategy
+from shrinkconda.units import counted
 
 NAME = "used-by"
 """The selection's name in the report and the history."""
@@ -41,21 +42,28 @@ class Pruning:
 
 
 def prune(scan: Scan, usage: Usage) -> Pruning:
-    """The used-by selection over ``scan`` for what the workloads used."""
+    """The used-by selection over ``scan`` for what the workloads used, each package a
+    unit (:mod:`~shrinkconda.appaware.packages`)."""
     index_of = {path: i for i, path in enumerate(scan.paths)}
-    used = bytearray(len(scan))
-    for path in usage.paths:
-        index = index_of.get(path)
-        if index is not None:
-            used[index] = 1
-    for index in _always_kept(scan, index_of):
+    used = _mask(usage.paths, index_of, len(scan))
+    opened = _mask(usage.opened, index_of, len(scan))
+    drop, keep = packages.probed_only(scan, used, opened)
+    for index in drop:
+        used[index:scan.ends[index]] = bytes(scan.ends[index] - index)
+    for index in keep:
+        used[index:scan.ends[index]] = b"\x01" * (scan.ends[index] - index)
+    stdlib, third = packages.imported_packages(usage.opened)
+    for index in packages.whole(scan, stdlib):
+        used[index] = 1
+    for index in packages.families(scan, third):
         used[index:scan.ends[index]] = b"\x01" * (scan.ends[index] - index)
     live = bytearray(used)  # used, or holds something used
     parents = scan.parents
     for index in range(len(scan) - 1, 0, -1):
         if live[index]:
             live[parents[index]] = 1
-    released = frozenset(_released(scan, used, live, index_of))
+    released = frozenset(_released(scan, used, live, index_of)) | frozenset(
+        i for i in drop if scan.paths[i].endswith(_METADATA))
 
     pkgs = scan.find("pkgs")  # the empty pkgs/ stays, as the pkgs-cache strategy leaves it
 
@@ -73,17 +81,14 @@ def prune(scan: Scan, usage: Usage) -> Pruning:
     return Pruning(strategy, used, released)
 
 
-def _always_kept(scan: Scan, index_of: dict[str, int]) -> Iterator[int]:
-    """Subtrees kept whatever the trace saw: the stdlib's ``encodings`` package, since
-    the codec Python starts with follows the locale of wherever it runs next."""
-    lib = index_of.get("lib")
-    if lib is None:
-        return
-    for child in scan.children(lib):
-        if scan.name(child).startswith("python"):
-            found = index_of.get(f"{scan.paths[child]}/encodings")
-            if found is not None:
-                yield found
+def _mask(paths: Iterable[str], index_of: dict[str, int], size: int) -> bytearray:
+    """1 at each scan entry among ``paths``."""
+    mask = bytearray(size)
+    for path in paths:
+        index = index_of.get(path)
+        if index is not None:
+            mask[index] = 1
+    return mask
 
 
 def _released(scan: Scan, used: bytearray, live: bytearray,
@@ -125,9 +130,55 @@ def _record_unused(scan: Scan, index: int, live: bytearray, index_of: dict[str, 
     return listed > 0
 
 
+def public_submodules(the_plan: Plan) -> tuple[list[str], list[str]]:
+    """``(kept, pruned)``: the public submodules (``scipy.signal``; not ``_private``
+    ones, not test suites) of every site-packages package that stays, by whether the
+    used-by selection removed them whole."""
+    scan = the_plan.scan
+    removed = the_plan.removed()
+    pruned_mask = bytearray(len(scan))
+    for selection in the_plan.selections:
+        if selection.strategy == NAME:
+            for index in selection.indices:
+                pruned_mask[index] = 1
+    kept: set[str] = set()
+    pruned: set[str] = set()
+    for lib in packages.stdlib_dirs(scan):
+        site = scan.find(f"{scan.paths[lib]}/site-packages")
+        if site is None:
+            continue
+        for top in scan.children(site):
+            if removed[top] or packages.module_name(scan, top) is None \
+                    or scan.kinds[top] != DIR:
+                continue
+            for child in scan.children(top):
+                name = packages.module_name(scan, child)
+                if name is None or name.startswith("_") or name in packages.SKIPPED_PARTS:
+                    continue
+                dotted = f"{scan.name(top)}.{name}"
+                if pruned_mask[child]:
+                    pruned.add(dotted)
+                elif not removed[child]:
+                    kept.add(dotted)
+    return sorted(kept), sorted(pruned - kept)
+
+
+def pruned_note(the_plan: Plan) -> tuple[str, ...]:
+    """Which public submodules of packages that stay go, on purpose, and why."""
+    pruned = public_submodules(the_plan)[1]
+    if not pruned:
+        return ()
+    note = (f"--used-by removed {counted(len(pruned), 'public submodule')} of packages that "
+            "stay, since no traced run imported them and their packages do not announce them "
+            f"as lazily loaded (--keep a path to keep one): {packages.describe(pruned)}")
+    return (note,)
+
+
 def modules_to_verify(the_plan: Plan, usage: Usage) -> list[str]:
-    """What must import after the shrink: the modules the workloads imported, and every
-    distribution's top-level module that the used-by selection left whole."""
+    """What must import after the shrink: the modules the workloads imported, those
+    imported on their behalf (each package a unit), the public submodules of the
+    packages that stay, and every distribution's top-level module that the used-by
+    selection left whole."""
     scan = the_plan.scan
     touched = set()
     for selection in the_plan.selections:
@@ -139,7 +190,8 @@ def modules_to_verify(the_plan: Plan, usage: Usage) -> list[str]:
                 touched.add(parts[3].split(".", 1)[0])
     untouched = {m for m in verify.top_level_modules(scan.prefix)
                  if m.split(".")[0] not in touched}
-    return sorted(usage.modules | untouched)
+    return sorted(usage.modules | untouched | usage.expanded
+                  | set(public_submodules(the_plan)[0]))
 
 
 def trace_workloads(prefix: Path, commands: Sequence[str], timeout: float,
@@ -155,5 +207,20 @@ def trace_workloads(prefix: Path, commands: Sequence[str], timeout: float,
         extra = [[str(python), "-c", "pass"], [str(python), *verify.IMPORTER_ARGS],
                  distmeta.probe(python, Path(workdir))] if python else []
         usage = trace.trace(prefix, commands, timeout, output, extra)
+        if python:
+            usage |= _expand(prefix, python, Path(workdir), usage, timeout)
     own = trace.resolve(prefix, [*trace.loaded_modules_in(prefix), sys.executable])
-    return replace(usage, paths=usage.paths | own)  # the GPU driver seen stays
+    return usage | Usage(own, frozenset())  # the GPU driver seen stays
+
+
+def _expand(prefix: Path, python: Path, workdir: Path, usage: Usage, timeout: float) -> Usage:
+    """What the packages the workloads imported bring along, each a unit: the env's
+    python imports them whole (stdlib) or asks them for their lazy submodules, traced."""
+    stdlib, third = packages.imported_packages(usage.opened)
+    argv, out = packages.expander(python, workdir, stdlib, third)
+    label = (f"{python} importing the packages the commands imported, each whole or "
+             "with the submodules it announces")
+    expanded = trace.trace(prefix, [], timeout, None, [argv], [label])
+    # The workloads' own runs say whether they use a GPU, not this one's imports.
+    return replace(expanded, gpu_driver="") | Usage(frozenset(), frozenset(),
+                                                    expanded=packages.read_expanded(out))

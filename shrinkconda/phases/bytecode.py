@@ -27,6 +27,7 @@ from shrinkconda.scan import DIR, FILE, SYMLINK, Problem, Scan
 from shrinkconda.strategies import _python
 from shrinkconda.transaction import journal
 from shrinkconda.transaction.preflight import Need, blocks
+from shrinkconda.units import counted, human
 
 NAME = "python-code"
 """The phase's line in the report."""
@@ -95,6 +96,9 @@ class PythonCodePhase:
     """``--keep`` globs: what they match stays exactly as it is."""
     sources_read: Collection[str] = frozenset()
     """``.py`` files (relative) a ``--used-by`` command opened for reading."""
+    convert: Collection[str] = frozenset()
+    """Top-level packages (``--python-code-convert``) converted in ``bytecode`` form
+    although their code reads sources (what a ``--used-by`` command read stays)."""
     jobs: int = 2
     progress: Progress = None
     name: str = NAME
@@ -138,6 +142,7 @@ class PythonCodePhase:
                       f"({python.version}): its code was left as it is"
                       for i in _python.python_libs(scan)
                       if scan.paths[i] != f"lib/python{python.version}")
+        notes += unmatched(self.convert, scan) if self.form == BYTECODE else ()
         if tree is None:
             return Outcome(NAME, notes=notes)
         modules = list(_modules(scan, removed, protected_by(scan, self.keep), tree,
@@ -173,14 +178,17 @@ class PythonCodePhase:
         known = {r.name: r for r in readers}
         for top, indices in by_top.items():
             name = scan.name(top).split(".")[0]
+            if name in self.convert:
+                continue  # the user's call: converted like any other package
             reason = known[name].reason if name in known else _reads_sources(scan, indices)
             if reason:
-                kept.append(Kept(scan.paths[top], reason))
+                kept.append(Kept(scan.paths[top], f"{reason}; {_convert_hint(scan, name, indices)}"))
                 as_source.update(indices)
                 continue
             for found, why in _opens_py(scan, indices):
-                kept.append(Kept(scan.paths[found], why))
-                as_source.update(i for i in indices if found <= i < scan.ends[found])
+                within = [i for i in indices if found <= i < scan.ends[found]]
+                kept.append(Kept(scan.paths[found], f"{why}; {_convert_hint(scan, name, within)}"))
+                as_source.update(within)
         for module in modules:
             if scan.paths[module.index] in self.sources_read and module.index not in as_source:
                 kept.append(Kept(scan.paths[module.index],
@@ -191,6 +199,23 @@ class PythonCodePhase:
             kept.append(Kept(scan.paths[index], f"the target of the symlink {scan.paths[link]}"))
             as_source.add(index)
         return tuple(kept), as_source
+
+
+def _convert_hint(scan: Scan, name: str, sources: Sequence[int]) -> str:
+    """What ``--python-code-convert NAME`` would save: the ``.py`` files kept here."""
+    size = sum(scan.sizes[i] for i in sources)
+    return (f"--python-code-convert {name} would convert it anyway, removing "
+            f"{counted(len(sources), '.py file')} ({human(size)})")
+
+
+def unmatched(convert: Collection[str], scan: Scan) -> tuple[str, ...]:
+    """Notes for ``--python-code-convert`` names that match no top-level package in
+    ``site-packages``: a typo converts nothing."""
+    tops = {scan.name(c).split(".")[0] for lib in _python.python_libs(scan)
+            for site in [scan.find(f"{scan.paths[lib]}/site-packages")] if site is not None
+            for c in scan.children(site)}
+    return tuple(f"--python-code-convert {name}: no such package in site-packages"
+                 for name in sorted(convert) if name not in tops)
 
 
 def source_readers() -> tuple[tuple[SourceReader, ...], tuple[Problem, ...]]:
