@@ -53,6 +53,16 @@ def load(group: str, builtin: Sequence[T], kind: type[T], plural: str, label: st
     return tuple(builtin) + tuple(sorted(plugins, key=lambda p: p.name)), tuple(problems)
 
 
+def load_replacing(group: str, builtin: Sequence[T], kind: type[T], plural: str, label: str,
+                   error: type[ShrinkError]) -> tuple[tuple[T, ...], tuple[Problem, ...]]:
+    """Like :func:`load`, but a plugin reusing a built-in's name replaces it, in its
+    place (a newer release's data); two plugins of one name still raise ``error``."""
+    found, problems = load(group, (), kind, plural, label, error)
+    by_name = {item.name: item for item in found}
+    kept = tuple(by_name.pop(b.name, b) for b in builtin)  # a replacement keeps its place
+    return kept + tuple(by_name.values()), problems
+
+
 def _entry_points(group: str) -> list[metadata.EntryPoint]:
     if sys.version_info >= (3, 10):
         return list(metadata.entry_points(group=group))

@@ -156,8 +156,5 @@ it."""
 def available() -> tuple[tuple[Family, ...], tuple[Problem, ...]]:
     """The built-in families then the plugins' (a plugin reusing a built-in's name
     replaces it), and the plugins that failed to load."""
-    found, problems = plugins.load(ENTRY_POINT_GROUP, (), Family, "GPU families",
-                                   "GPU family plugin", FamilyError)
-    by_name = {f.name: f for f in found}
-    builtin = tuple(by_name.pop(b.name, b) for b in BUILTIN)  # a replacement keeps its place
-    return builtin + tuple(by_name.values()), problems
+    return plugins.load_replacing(ENTRY_POINT_GROUP, BUILTIN, Family, "GPU families",
+                                  "GPU family plugin", FamilyError)
