@@ -149,3 +149,18 @@ def test_a_gpu_target_keeps_what_a_gpu_loads(template_gpu_prefix: Path) -> None:
     report = audit(template_gpu_prefix, Options(target_gpu="sm_90", strip_mode=None))
     line = next(line for line in report.lines if line.name == "gpu-target")
     assert line.saving.files == 0
+
+
+def test_target_none_keeps_an_on_demand_library_something_needs(gpu_prefix: Path) -> None:
+    """The family data says cuDNN's ``cnn`` loads on demand; a library that stays and
+    names it in ``DT_NEEDED`` makes the loader load it at import, so it stays."""
+    lib = gpu_prefix / LIB
+    user = lib.parent.parent.parent / "cnnuser" / "libcnnuser.so"
+    user.parent.mkdir()
+    source = user.parent / "user.c"
+    source.write_text("int cnn_run(void);\nint user(void) { return cnn_run(); }\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(user), str(source), f"-L{lib}",
+                    "-l:libcudnn_cnn.so.9", "-Wl,--no-as-needed"], check=True)
+    report = audit(gpu_prefix, Options(target_gpu="none", strip_mode=None))
+    line = next(line for line in report.lines if line.name == "gpu-target")
+    assert line.saving.files == 1  # libcudnn_engines_precompiled only

@@ -135,10 +135,13 @@ BUILTIN: tuple[Family, ...] = (
            "linear algebra (cuSOLVER), NVRTC, CUPTI, NVTX",
            ("libtorch_cuda.so",),
            (Member("libtorch_cuda.so", on_demand=False),
-            *_on_demand("libtorch_cuda_linalg.so", "libcaffe2_nvrtc.so", "libtorch_nvshmem.so",
+            # libtorch_cuda.so NEEDs these (torch 2.14): import loads them on any host
+            Member("libtorch_nvshmem.so", on_demand=False),
+            Member("libnvrtc.so*", on_demand=False), Member("libnvrtc.alt.so*", False),
+            *_on_demand("libtorch_cuda_linalg.so", "libcaffe2_nvrtc.so",
                         "libcusolver.so*", "libcusolverMg.so*", "libcupti.so*",
-                        "libnvToolsExt.so*", "libnvtx3interop.so*", "libnvrtc.so*",
-                        "libnvrtc.alt.so*", "libnvrtc-builtins*.so*")),
+                        "libnvToolsExt.so*", "libnvtx3interop.so*",
+                        "libnvrtc-builtins*.so*")),
            (*TORCH_DIRS, *NVIDIA_DIRS)),
     Family("triton-nvidia", "triton's NVIDIA backend tools (ptxas, cuobjdump, nvdisasm) "
            "and CUPTI, run when a kernel is compiled",

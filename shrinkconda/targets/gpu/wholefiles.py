@@ -10,10 +10,13 @@ modules at ``import triton``, whatever the GPU (3 MiB)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from shrinkconda.scan import Scan
+from shrinkconda.errors import ElfError
+from shrinkconda.phases import elf
+from shrinkconda.scan import MAGIC_ELF, Scan
 from shrinkconda.strategies.base import Strategy
 from shrinkconda.targets.gpu import ondemand
 from shrinkconda.targets.gpu.archs import GpuTarget
@@ -61,9 +64,39 @@ def strategy(target: GpuTarget, known: tuple[WholeFile, ...] = BUILTIN,
             if sep and any(rest == w.path for w in wanted):
                 yield index
         if target.none:  # no GPU ever asks for them; what import loads is not on demand
-            for found in ondemand.find(scan, families):
-                yield from (index for index, on_demand in found.members if on_demand)
+            yield from _not_needed(scan, [index for found in ondemand.find(scan, families)
+                                          for index, on_demand in found.members if on_demand])
 
     return Strategy(NAME, "whole files only other GPUs than --target-gpu load (triton's "
                     "Blackwell ptxas and CUPTI; with none, every library a GPU host loads "
                     "on demand)", pick, default=False)
+
+
+def _not_needed(scan: Scan, candidates: Sequence[int]) -> list[int]:
+    """Of the on-demand ``candidates``, those no staying ELF object names in its
+    ``DT_NEEDED``: the family data says what a GPU loads on demand, the loader says what
+    ``import`` loads (torch's ``libtorch_cuda.so`` NEEDs ``libtorch_nvshmem.so`` and
+    NVRTC), and the loader wins. A kept candidate's own NEEDED are kept in turn; so is
+    the file a kept symlink resolves to."""
+    going = set(candidates)
+    by_name: dict[str, list[int]] = {}
+    for index in going:
+        by_name.setdefault(scan.name(index), []).append(index)
+    real = {index: os.path.realpath(scan.prefix / scan.paths[index]) for index in going}
+    needs: dict[int, tuple[str, ...]] = {}
+    for index in range(len(scan)):
+        if scan.magic[index] == MAGIC_ELF:
+            full = os.fspath(scan.prefix / scan.paths[index])
+            try:
+                needs[index] = elf.needed(full, elf.read(full))
+            except (ElfError, OSError):
+                needs[index] = ()  # unreadable: it names nothing we can honour
+    todo = [i for i in needs if i not in going]
+    while todo:
+        for name in needs.get(todo.pop(), ()):
+            for hit in by_name.get(name, ()):
+                if hit in going:
+                    kept = {i for i in going if real[i] == real[hit]}
+                    going -= kept
+                    todo.extend(kept)
+    return sorted(going)
