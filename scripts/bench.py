@@ -6,6 +6,7 @@
     .venv/bin/python scripts/bench.py profile audit|shrink PREFIX [--args='--no-verify']
     .venv/bin/python scripts/bench.py used-by [--reps 3] [--no-pyinstaller]
     .venv/bin/python scripts/bench.py startup [--reps 7] [--no-pyinstaller] [--only NAME ...]
+        [--python 3.13]
 
 ``shrink``: each contender runs on its own fresh ``cp -a`` copy of the realistic prefix
 (built by ``build_realistic_env.py`` if missing), contenders alternating within each
@@ -668,6 +669,9 @@ def main(argv: list[str] | None = None) -> int:
     startup.add_argument("--no-pyinstaller", action="store_true")
     startup.add_argument("--only", nargs="+", metavar="NAME",
                          help="only these contenders (the unshrunk env always runs)")
+    startup.add_argument("--python", default=None, metavar="X.Y[t]",
+                         help="the realistic env for this interpreter (default the host's; "
+                              "its prefix defaults to WORKDIR/realistic-X.Y[t])")
     prof = sub.add_parser("profile", help="cProfile one shrinkconda audit or shrink")
     prof.add_argument("action", choices=("audit", "shrink"))
     prof.add_argument("target", type=Path, help="the prefix (shrink works on a copy)")
@@ -675,7 +679,8 @@ def main(argv: list[str] | None = None) -> int:
     prof.add_argument("--args", default="", metavar="OPTIONS",
                       help="more shrinkconda options, one string: --args='--no-verify'")
     args = parser.parse_args(argv)
-    args.prefix = args.prefix or args.workdir / "realistic"
+    label = getattr(args, "python", None)
+    args.prefix = args.prefix or args.workdir / ("realistic" + (f"-{label}" if label else ""))
     args.shrinkconda_state = use_shrinkconda(args.shrinkconda, args.workdir.resolve())
     if args.kind == "audit":
         args.synth_dir = args.synth_dir or args.workdir
