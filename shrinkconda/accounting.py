@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 from shrinkconda.scan import DIR, Scan
 
+UNOWNED = "(no package)"
+"""The package name :meth:`Ledger.remove_by_owner` gives files no package records."""
+
 
 @dataclass(frozen=True)
 class Saving:
@@ -95,6 +98,22 @@ class Ledger:
         self.size -= saved
         self.allocated -= saved_allocated
         return Saving(files, saved, saved_allocated, outside)
+
+    def remove_by_owner(self, indices: Iterable[int]) -> tuple[Saving, dict[str, int]]:
+        """:meth:`remove` package by package: the total, and the bytes each package gave
+        up (files no package records under :data:`UNOWNED`)."""
+        scan = self._scan
+        groups: dict[int, list[int]] = {}
+        for index in indices:
+            groups.setdefault(scan.owners[index], []).append(index)
+        total = Saving()
+        per_package: dict[str, int] = {}
+        for owner, group in sorted(groups.items()):
+            saving = self.remove(group)
+            total += saving
+            if saving.bytes or any(scan.kinds[i] != DIR for i in group):
+                per_package[scan.owner_names[owner] if owner >= 0 else UNOWNED] = saving.bytes
+        return total, per_package
 
     def add(self, size: int, allocated: int) -> Saving:
         """Account for a new file in the prefix (it saves negative bytes)."""

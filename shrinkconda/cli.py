@@ -10,16 +10,8 @@ from typing import Any, Callable, TypeVar
 
 import click
 
-from shrinkconda import (
-    __version__,
-    config,
-    faults,
-    interrupt,
-    pipeline,
-    profiles,
-    strategies,
-    trace,
-)
+from shrinkconda import __version__, config, pipeline, profiles, strategies
+from shrinkconda.appaware import trace
 from shrinkconda.errors import (
     Interrupted,
     ShrinkError,
@@ -32,6 +24,7 @@ from shrinkconda.render import breakdown
 from shrinkconda.render.report import Report, render, to_json
 from shrinkconda.targets.cpu.levels import CHOICES as CPU_LEVELS
 from shrinkconda.targets.cpu.levels import UnknownCpuLevelError
+from shrinkconda.transaction import faults, interrupt
 
 F = TypeVar("F", bound=Callable[..., Any])
 

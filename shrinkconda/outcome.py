@@ -9,13 +9,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Callable
 
-from shrinkconda import __version__, condameta, transaction, used_by
+from shrinkconda import __version__, condameta
 from shrinkconda.accounting import Ledger, Saving
+from shrinkconda.appaware import used_by
 from shrinkconda.phases import dedup_phase, strip_phase
-from shrinkconda.phases.base import Outcome
+from shrinkconda.phases.base import Outcome, subtrees
 from shrinkconda.plan import Plan
 from shrinkconda.render.report import Broken, Line, Report
 from shrinkconda.scan import Problem, Scan
+from shrinkconda.transaction import journal
 from shrinkconda.units import counted, human
 
 BYTECODE_STRATEGY = "bytecode"
@@ -23,7 +25,7 @@ BYTECODE_STRATEGY = "bytecode"
 
 
 def without_failed(scan_: Scan, removed: bytearray, phases: Sequence[Outcome],
-                   failed: Sequence[tuple[transaction.Step, str]]
+                   failed: Sequence[tuple[journal.Step, str]]
                    ) -> tuple[bytearray, tuple[Outcome, ...]]:
     """What really left: the plan and the phases minus the steps that could not be staged."""
     if not failed:
@@ -94,15 +96,14 @@ def report(the_plan: Plan, removed: bytearray, problems: list[Problem], dry_run:
     per_package: dict[str, int] = {}
     for s in the_plan.selections:
         if s.strategy == used_by.NAME:
-            saving, per_package = used_by.account(ledger, the_plan.scan,
-                                                  (i for i in s.indices if removed[i]))
+            saving, per_package = ledger.remove_by_owner(i for i in s.indices if removed[i])
             lines += (Line(s.strategy, saving),)
         else:
             lines += (Line(s.strategy, ledger.remove(i for i in s.indices if removed[i])),)
     notes += _startup_note(lines)
     kept = the_plan.kept
     for phase in phases:
-        lines += (Line(phase.name, phase.saving(ledger, the_plan.scan)),)
+        lines += (Line(phase.name, _phase_saving(ledger, the_plan.scan, phase)),)
         problems = problems + list(phase.problems)
         notes += phase.notes
         kept += phase.kept
@@ -151,6 +152,18 @@ def _startup_note(lines: tuple[Line, ...]) -> tuple[str, ...]:
              f"service. --python-code both keeps start-up fast for about {human(removed)} "
              "more, valid even after file times are reset; --python-code bytecode keeps it "
              "fast without the sources"),)
+
+
+def _phase_saving(ledger: Ledger, scan_: Scan, change: Outcome) -> Saving:
+    """What one phase takes off the prefix: its replacements, links, removals and adds."""
+    total = Saving(files=len(change.replaced))
+    for item in change.replaced:
+        total += ledger.replace(item.index, item.size, item.allocated)
+    total += ledger.remove(k.index for k in change.linked)
+    total += ledger.remove(subtrees(scan_, change.removed))
+    for new in change.added:
+        total += ledger.add(new.size, new.allocated)
+    return total
 
 
 def _metadata_saving(ledger: Ledger, scan_: Scan,

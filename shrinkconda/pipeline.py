@@ -1,10 +1,10 @@
 """The whole shrink, left to right, each stage in its own module: :mod:`scan`, then
-:mod:`plan` (the strategies choose, ``used_by`` and the hardware :mod:`targets` too), then the
-:mod:`phases` that rewrite or add files (python-code, strip, dedup, cpu-cap; an audit
-predicts them, a shrink makes them), checked for room by :mod:`preflight`; then the
-:mod:`transaction` stages everything, :mod:`verify` checks it, and it commits or rolls
-back; :mod:`outcome` says what happened. :mod:`faults` and :mod:`interrupt` make any
-failure or signal on the way end in one line and an untouched prefix."""
+:mod:`plan` (the strategies choose; so do :mod:`appaware` for ``--used-by`` and the
+hardware :mod:`targets`), then the :mod:`phases` that rewrite or add files (python-code,
+strip, dedup, cpu-cap; an audit predicts them, a shrink makes them); then the
+:mod:`transaction` checks for room, stages everything, :mod:`verify` checks it, and it
+commits or rolls back; :mod:`outcome` says what happened. The transaction's faults and
+interrupt handling make any failure or signal on the way end in one line."""
 
 from __future__ import annotations
 
@@ -15,20 +15,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
-from shrinkconda import (
-    condameta,
-    distmeta,
-    faults,
-    interrupt,
-    outcome,
-    preflight,
-    profiles,
-    strategies,
-    trace,
-    transaction,
-    used_by,
-    verify,
-)
+from shrinkconda import condameta, distmeta, outcome, profiles, strategies, verify
+from shrinkconda.appaware import trace, used_by
 from shrinkconda.phases import bytecode, dedup_phase, strip_phase
 from shrinkconda.phases.base import Outcome, Phase, Replacement, removed_by, rooms, run_all
 from shrinkconda.plan import Plan, plan
@@ -40,6 +28,7 @@ from shrinkconda.targets import cpu as cpu_target
 from shrinkconda.targets.cpu import cap as cpu_cap
 from shrinkconda.targets.cpu import check as cpu_check
 from shrinkconda.targets.cpu.select import Found
+from shrinkconda.transaction import faults, interrupt, journal, preflight
 from shrinkconda.units import counted
 
 StageProgress = Optional[Callable[[str, int], None]]
@@ -122,7 +111,7 @@ def audit(prefix: str | os.PathLike[str], options: Options = Options(),
     target = cpu_target.levels.target(options.target_cpu)
     options, chosen, dedups, plugin_problems = _resolve(options)
     mode = options.strip_mode if options.strips() else None
-    with transaction.locked(root):
+    with journal.locked(root):
         notes = _recover(root)
         usage = used_by.trace_workloads(root, options.used_by, options.used_by_timeout,
                                         options.command_output)
@@ -159,7 +148,7 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
     options, chosen, dedups, plugin_problems = _resolve(options)
     mode = options.strip_mode if options.strips() else None
     preflight.check_writable(root)  # before the lock, the journal, anything
-    with interrupt.handled(), transaction.locked(root), \
+    with interrupt.handled(), journal.locked(root), \
             faults.undone_on_failure(lambda: _recover(root), root), \
             ThreadPoolExecutor(max_workers=1) as background, \
             verify.ImportCheck(root, options.jobs or 2) as imports:
@@ -183,7 +172,7 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
         removed = the_plan.removed()
         phases = _phases(options, mode, dedups, usage, progress, cpu)
         preflight.check(root, the_plan, preflight.needs(the_plan, rooms(phases, scan_, removed)))
-        txn = transaction.Transaction(root)
+        txn = journal.Transaction(root)
         changes = run_all(phases, scan_, removed, txn)
         modules, verify_notes = importable.result()
         unreadable = readable.result()  # before staging changes anything
@@ -191,7 +180,7 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
         steps = _steps(the_plan, changes)
         distributed = set(verify.top_level_modules(root)) if options.verify else set()
         failed = txn.stage(steps, [d for change in changes for d in change.temp_dirs])
-        problems += transaction.problems_for(failed)
+        problems += journal.problems_for(failed)
         removed, changes = outcome.without_failed(scan_, removed, changes, failed)
         if options.verify:
             verify.reuse_staged_bytecode(imports, txn.staging, steps)
@@ -237,7 +226,7 @@ def _broken(imports: verify.ImportCheck, modules: list[str], distributed: set[st
 
 
 def _recover(root: Path) -> tuple[str, ...]:
-    note = transaction.Transaction(root).recover(
+    note = journal.Transaction(root).recover(
         lambda payload: condameta.apply(root, payload))
     return (note,) if note else ()
 
@@ -313,10 +302,10 @@ def _stripped(changes: Sequence[Outcome]) -> list[Replacement]:
     return [r for change in changes if change.name == STRIP for r in change.replaced]
 
 
-def _steps(the_plan: Plan, changes: Sequence[Outcome]) -> list[transaction.Step]:
+def _steps(the_plan: Plan, changes: Sequence[Outcome]) -> list[journal.Step]:
     """What the transaction stages: the removals' roots, then each phase's changes."""
     paths = the_plan.scan.paths
-    steps = [transaction.Step(paths[i], f"r{n}") for n, i in enumerate(the_plan.roots())]
+    steps = [journal.Step(paths[i], f"r{n}") for n, i in enumerate(the_plan.roots())]
     return steps + [step for change in changes for step in change.steps(the_plan.scan)]
 
 

@@ -14,7 +14,7 @@ from typing import Callable, NamedTuple, Optional
 from shrinkconda.errors import PrefixError
 
 STATE_DIR = ".shrinkconda"
-"""Exists inside a prefix only while a shrink is under way (see transaction.py)."""
+"""Exists inside a prefix only while a shrink is under way (see :mod:`shrinkconda.transaction.journal`)."""
 TEMP_SUFFIX = ".shrinkconda-strip"
 """Temporary files beside their originals (stripped copies, dedup links) are named
 ``.<name>.<random>`` plus this, so that a crash's leftovers can be found."""

@@ -11,8 +11,8 @@ import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from shrinkconda import interrupt, transaction
 from shrinkconda.render.report import Broken
+from shrinkconda.transaction import interrupt, journal
 
 # Runs inside the environment's own interpreter: one JSON line before and after each
 # import, so a crash (segfault, os._exit) still tells which module caused it.
@@ -210,7 +210,7 @@ def importable(imports: ImportCheck, wanted: bool = True, modules: list[str] | N
 
 
 def reuse_staged_bytecode(imports: ImportCheck, staging: Path,
-                          steps: Iterable[transaction.Step]) -> None:
+                          steps: Iterable[journal.Step]) -> None:
     """Offer the staged ``__pycache__`` directories to the pass after the shrink."""
     for step in steps:
         staged = staging / step.staged

@@ -1,5 +1,5 @@
 """Real faults for the tests: a small tmpfs, an unprivileged user, a shrink paused at a
-named point (``shrinkconda.testhooks``), and what a prefix must look like afterwards."""
+named point (``shrinkconda.transaction.testhooks``), and what a prefix must look like afterwards."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from treeutil import SHRINKCONDA
 
 from fixtures.install import copy_tree
 from shrinkconda import Options, shrink
-from shrinkconda.transaction import STATE_DIR
+from shrinkconda.transaction.journal import STATE_DIR
 
 UNPRIVILEGED = "nobody"
 """The user the permission tests run shrinkconda as (Debian's uid 65534)."""

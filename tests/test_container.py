@@ -155,7 +155,7 @@ def built(template_prefix: Path, tmp_path_factory: pytest.TempPathFactory) -> It
             if variant != "plain":
                 text = read_from_image(names[variant], REPORT, context)
                 result.reports[variant] = json.loads(text)
-        print(_summary(result))  # shown with -s / -rP: the numbers the README quotes
+        print(_summary(result))  # shown with -s / -rP: the numbers docs/docker.md quotes
         yield result
     finally:
         subprocess.run(["podman", "rmi", "--force", *names.values()], check=False,

@@ -15,7 +15,7 @@ from treeutil import du_allocated, du_bytes, file_digests, prefix_python, run_cl
 
 from fixtures.install import copy_tree
 from shrinkconda import Options, audit, shrink
-from shrinkconda.transaction import STATE_DIR
+from shrinkconda.transaction.journal import STATE_DIR
 
 SITE = "lib/python3.11/site-packages"
 ONLY = Options(only=("dedup",), strip_mode=None, conda_pack_views=True)

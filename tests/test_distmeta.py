@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from fixtures.install import copy_tree
-from shrinkconda import Options, distmeta, shrink, used_by
+from shrinkconda import Options, distmeta, shrink
+from shrinkconda.appaware import used_by
 from shrinkconda.verify import python_of
 
 pytestmark = pytest.mark.skipif(shutil.which("strace") is None,

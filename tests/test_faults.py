@@ -24,8 +24,8 @@ from faultutil import (
 )
 from treeutil import prefix_python, run_cli
 
-from shrinkconda import faults
-from shrinkconda.transaction import STATE_DIR
+from shrinkconda.transaction import faults
+from shrinkconda.transaction.journal import STATE_DIR
 
 IMPORTS_OK = "import demopkg, astro, purepkg; assert demopkg.add(2, 3) == 5"
 

@@ -22,8 +22,8 @@ from faultutil import (
 )
 from treeutil import prefix_python
 
-from shrinkconda import interrupt
 from shrinkconda.errors import Interrupted
+from shrinkconda.transaction import interrupt
 
 IMPORTS_OK = "import demopkg, astro, purepkg; assert demopkg.add(2, 3) == 5"
 ROLLED_BACK = "the shrink was rolled back, the prefix is as it was"

@@ -8,7 +8,7 @@ from shrinkconda import outcome
 from shrinkconda.plan import plan
 from shrinkconda.scan import Scan, scan
 from shrinkconda.strategies import Strategy
-from shrinkconda.transaction import Step
+from shrinkconda.transaction.journal import Step
 
 
 def _tree(root: Path) -> Scan:

@@ -20,9 +20,10 @@ from faultutil import (
 )
 from treeutil import prefix_python, run_cli
 
-from shrinkconda import Options, pipeline, preflight
+from shrinkconda import Options, pipeline
 from shrinkconda.phases import bytecode, strip_phase
-from shrinkconda.testhooks import fill_filesystem
+from shrinkconda.transaction import preflight
+from shrinkconda.transaction.testhooks import fill_filesystem
 
 MiB = 1 << 20
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from shrinkconda import trace
+from shrinkconda.appaware import trace
 from shrinkconda.errors import TraceIncomplete, WorkloadError
 
 pytestmark = pytest.mark.skipif(shutil.which("strace") is None,

@@ -12,7 +12,7 @@ from treeutil import contents, du_bytes, prefix_python, run_cli
 
 from fixtures.content import dist_info
 from shrinkconda import Options, audit, shrink
-from shrinkconda.transaction import STATE_DIR
+from shrinkconda.transaction.journal import STATE_DIR
 
 SITE = "lib/python3.11/site-packages"
 SPAWN_APP = """\

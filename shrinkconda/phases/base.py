@@ -1,6 +1,6 @@
 """The one shape of a phase that rewrites files: predicted from the scan by an audit, made
 in the staging directory by a shrink, swapped in by the transaction, and accounted in the
-ledger. Strip, dedup and bytecode each return an :class:`Outcome`; the pipeline runs them
+report. Strip, dedup and bytecode each return an :class:`Outcome`; the pipeline runs them
 as a list and never needs to know which is which."""
 
 from __future__ import annotations
@@ -10,11 +10,10 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Callable, Optional, Protocol
 
-from shrinkconda import transaction
-from shrinkconda.accounting import Ledger, Saving
 from shrinkconda.plan import Kept
-from shrinkconda.preflight import Need
 from shrinkconda.scan import Problem, Scan
+from shrinkconda.transaction import journal
+from shrinkconda.transaction.preflight import Need
 
 Progress = Optional[Callable[[int], None]]
 
@@ -81,25 +80,14 @@ class Outcome:
     temp_dirs: tuple[str, ...] = ()
     """Directories (relative) where temporary files may lie, for crash recovery."""
 
-    def saving(self, ledger: Ledger, scan: Scan) -> Saving:
-        """What the phase takes off the prefix, counted in ``ledger``."""
-        total = Saving(files=len(self.replaced))
-        for item in self.replaced:
-            total += ledger.replace(item.index, item.size, item.allocated)
-        total += ledger.remove(k.index for k in self.linked)
-        total += ledger.remove(_subtrees(scan, self.removed))
-        for new in self.added:
-            total += ledger.add(new.size, new.allocated)
-        return total
-
-    def steps(self, scan: Scan) -> list[transaction.Step]:
+    def steps(self, scan: Scan) -> list[journal.Step]:
         """What the transaction stages for it: removals, then replacements, then adds."""
         name, paths, root = self.name, scan.paths, scan.prefix
-        steps = [transaction.Step(paths[i], f"{name}-r{n}") for n, i in enumerate(self.removed)]
+        steps = [journal.Step(paths[i], f"{name}-r{n}") for n, i in enumerate(self.removed)]
         swapped: list[Replacement | Link] = [*self.replaced, *self.linked]
-        steps += [transaction.Step(paths[r.index], f"{name}-s{n}", os.path.relpath(r.temp, root))
+        steps += [journal.Step(paths[r.index], f"{name}-s{n}", os.path.relpath(r.temp, root))
                   for n, r in enumerate(swapped)]
-        steps += [transaction.Step(a.path, transaction.ADDED, os.path.relpath(a.temp, root))
+        steps += [journal.Step(a.path, journal.ADDED, os.path.relpath(a.temp, root))
                   for a in self.added]
         return steps
 
@@ -132,7 +120,7 @@ class Phase(Protocol):
         the ``earlier`` phases' changes."""
 
     def make(self, scan: Scan, removed: bytearray, earlier: Sequence[Outcome],
-             txn: transaction.Transaction) -> Outcome:
+             txn: journal.Transaction) -> Outcome:
         """The same changes, made in ``txn``'s staging, for the transaction to swap in."""
 
     def room(self, scan: Scan, removed: bytearray) -> Need | None:
@@ -141,7 +129,7 @@ class Phase(Protocol):
 
 
 def run_all(phases: Sequence[Phase], scan: Scan, removed: bytearray,
-        txn: transaction.Transaction | None = None) -> tuple[Outcome, ...]:
+        txn: journal.Transaction | None = None) -> tuple[Outcome, ...]:
     """Each phase in turn, predicting (no ``txn``) or making; a later phase sees what
     the earlier ones remove as gone, and their outcomes."""
     removed = bytearray(removed)
@@ -149,7 +137,7 @@ def run_all(phases: Sequence[Phase], scan: Scan, removed: bytearray,
     for phase in phases:
         outcome = (phase.predict(scan, removed, outcomes) if txn is None
                    else phase.make(scan, removed, outcomes, txn))
-        for index in _subtrees(scan, outcome.removed):
+        for index in subtrees(scan, outcome.removed):
             removed[index] = 1
         outcomes.append(outcome)
     return tuple(outcomes)
@@ -164,10 +152,11 @@ def removed_by(outcomes: Sequence[Outcome], scan: Scan, removed: bytearray) -> b
     """``removed`` plus what the phases take away."""
     mask = bytearray(removed)
     for outcome in outcomes:
-        for index in _subtrees(scan, outcome.removed):
+        for index in subtrees(scan, outcome.removed):
             mask[index] = 1
     return mask
 
 
-def _subtrees(scan: Scan, tops: Sequence[int]) -> list[int]:
+def subtrees(scan: Scan, tops: Sequence[int]) -> list[int]:
+    """The scan indices of ``tops`` and everything below them."""
     return [i for top in tops for i in range(top, scan.ends[top])]

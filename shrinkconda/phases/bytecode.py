@@ -18,14 +18,15 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from shrinkconda import links, plugins, transaction
+from shrinkconda import links, plugins
 from shrinkconda.errors import ShrinkError
 from shrinkconda.phases import pycompile
 from shrinkconda.phases.base import Added, Outcome, Progress, Replacement
 from shrinkconda.plan import Kept, protected_by
-from shrinkconda.preflight import Need, blocks
 from shrinkconda.scan import DIR, FILE, SYMLINK, Problem, Scan
 from shrinkconda.strategies import _python
+from shrinkconda.transaction import journal
+from shrinkconda.transaction.preflight import Need, blocks
 
 NAME = "python-code"
 """The phase's line in the report."""
@@ -102,7 +103,7 @@ class PythonCodePhase:
         return self._run(scan, removed, None)
 
     def make(self, scan: Scan, removed: bytearray, earlier: Sequence[Outcome],
-             txn: transaction.Transaction) -> Outcome:
+             txn: journal.Transaction) -> Outcome:
         """The compiled files, written into ``txn``'s staging."""
         return self._run(scan, removed, txn.staging / _TEMP)
 

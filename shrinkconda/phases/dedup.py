@@ -139,7 +139,7 @@ def make_links(scan: Scan, links: Iterable[Link], temp_dir: str | None = None
     prefix's filesystem: the transaction's staging directory) or beside the duplicate.
 
     They are named like stripped copies (``.<name>.<random>`` plus
-    :data:`~shrinkconda.transaction.TEMP_SUFFIX`), so a killed run's leftovers are cleaned up
+    :data:`~shrinkconda.transaction.journal.TEMP_SUFFIX`), so a killed run's leftovers are cleaned up
     the same way.
     """
     made: list[Link] = []

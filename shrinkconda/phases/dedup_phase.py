@@ -7,18 +7,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from shrinkconda import transaction
 from shrinkconda.phases import dedup
 from shrinkconda.phases.base import Outcome
 from shrinkconda.scan import Scan
+from shrinkconda.transaction import journal
 
 NAME = dedup.NAME
 """The phase's name: a strategy for ``--only``/``--skip`` and profiles."""
 
 _NO_VIEWS = ("dedup linked nothing: without --conda-pack-views every package whose "
              "record the shrink changes is packed by conda-pack \"uncached\", and it cannot "
-             "pack hard links between such files (README, \"Identical files become one "
-             "inode\")")
+             "pack hard links between such files (docs/dedup.md, \"Identical files "
+             "become one inode\")")
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class DedupPhase:
         return Outcome(NAME, linked=links, problems=problems)
 
     def make(self, scan: Scan, removed: bytearray, earlier: Sequence[Outcome],
-             txn: transaction.Transaction) -> Outcome:
+             txn: journal.Transaction) -> Outcome:
         """The temporary links, made beside the duplicates, that the transaction swaps in."""
         if not self.views:
             return Outcome(NAME, notes=(_NO_VIEWS,))

@@ -7,12 +7,12 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from shrinkconda import transaction
 from shrinkconda.errors import StripToolMissing
 from shrinkconda.phases import strip
 from shrinkconda.phases.base import Outcome, Progress
-from shrinkconda.preflight import Need, blocks
 from shrinkconda.scan import Problem, Scan
+from shrinkconda.transaction import journal
+from shrinkconda.transaction.preflight import Need, blocks
 
 NAME = "strip"
 """The phase's name in the report; ``--only``/``--skip`` take it like a strategy."""
@@ -40,7 +40,7 @@ class StripPhase:
                        notes=_notes(scan, chosen, self.mode))
 
     def make(self, scan: Scan, removed: bytearray, earlier: Sequence[Outcome],
-             txn: transaction.Transaction) -> Outcome:
+             txn: journal.Transaction) -> Outcome:
         """Stripped copies beside the originals, for the transaction to swap in."""
         chosen = strip.candidates(scan, removed)
         notes = _notes(scan, chosen, self.mode)

@@ -74,7 +74,7 @@ class Report:
 
 
 def to_json(report: Report) -> str:
-    """The report as one JSON document; the schema is documented in the README."""
+    """The report as one JSON document; the schema is documented in docs/json-report.md."""
     doc = {
         "prefix": report.prefix,
         "dry_run": report.dry_run,

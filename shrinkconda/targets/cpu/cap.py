@@ -9,11 +9,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from shrinkconda import transaction
 from shrinkconda.phases.base import Added, Outcome, Replacement
-from shrinkconda.preflight import Need
 from shrinkconda.scan import DIR, FILE, Scan
 from shrinkconda.targets.cpu.select import CAP_NAME, Dispatch
+from shrinkconda.transaction import journal
+from shrinkconda.transaction.preflight import Need
 
 PHASE = "cpu-cap"
 """The phase's line in the report."""
@@ -53,7 +53,7 @@ class CapPhase:
         return _outcome(scan, files(scan, self.dispatch), None)
 
     def make(self, scan: Scan, removed: bytearray, earlier: Sequence[Outcome],
-             txn: transaction.Transaction) -> Outcome:
+             txn: journal.Transaction) -> Outcome:
         """The files written into ``txn``'s staging, for the transaction to rename in."""
         return _outcome(scan, files(scan, self.dispatch), txn.staging / PHASE)
 

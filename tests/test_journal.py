@@ -17,7 +17,7 @@ from treeutil import contents, prefix_python, run_cli
 from fixtures.install import copy_tree
 from shrinkconda import Options, shrink
 from shrinkconda.condameta import HISTORY
-from shrinkconda.transaction import STATE_DIR
+from shrinkconda.transaction.journal import STATE_DIR
 
 SITE = "lib/python3.11/site-packages"
 IMPORTS_OK = "import demopkg, astro, purepkg; assert demopkg.add(2, 3) == 5"

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
-from shrinkconda import faults, interrupt, testhooks
 from shrinkconda.errors import Interrupted, ShrinkError
 from shrinkconda.scan import STATE_DIR, TEMP_SUFFIX, Problem
+from shrinkconda.transaction import faults, interrupt, testhooks
 
 _CRASH_ENV = "SHRINKCONDA_TEST_CRASH_AFTER"
 """Test hook: SIGKILL this process after that many durable steps (see tests)."""
@@ -102,7 +102,7 @@ class Transaction:
         """Move every step's path into staging; return the steps that failed, and why.
 
         A path that cannot move (immutable, gone) stays in place; an error of the whole
-        filesystem (:data:`~shrinkconda.faults.FATAL`: full, read-only, I/O) is raised,
+        filesystem (:data:`~shrinkconda.transaction.faults.FATAL`: full, read-only, I/O) is raised,
         for the caller to roll back. Signals wait for the step under way to end."""
         self.staging.mkdir(parents=True, exist_ok=True)
         todo = list(steps)

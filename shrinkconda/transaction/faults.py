@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from shrinkconda import interrupt
 from shrinkconda.errors import FilesystemError, Interrupted, ShrinkError
 from shrinkconda.scan import STATE_DIR, TEMP_SUFFIX
+from shrinkconda.transaction import interrupt
 from shrinkconda.units import human
 
 FATAL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EACCES})

@@ -10,23 +10,21 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from shrinkconda import distmeta, trace, verify
-from shrinkconda.accounting import Ledger, Saving
+from shrinkconda import distmeta, verify
+from shrinkconda.appaware import trace
+from shrinkconda.appaware.trace import Usage
 from shrinkconda.plan import Plan
-from shrinkconda.scan import DIR, Scan
+from shrinkconda.scan import Scan
 from shrinkconda.strategies.base import Strategy
-from shrinkconda.trace import Usage
 
 NAME = "used-by"
 """The selection's name in the report and the history."""
 
 _METADATA = (".dist-info", ".egg-info")
-UNOWNED = "(no package)"
-"""The key under which bytes of files no conda package records are counted."""
 
 
 @dataclass(frozen=True)
@@ -159,21 +157,3 @@ def trace_workloads(prefix: Path, commands: Sequence[str], timeout: float,
         usage = trace.trace(prefix, commands, timeout, output, extra)
     own = trace.resolve(prefix, [*trace.loaded_modules_in(prefix), sys.executable])
     return Usage(usage.paths | own, usage.modules, usage.sources_read)
-
-
-def account(ledger: Ledger, scan: Scan, indices: Iterable[int]) -> tuple[Saving, dict[str, int]]:
-    """Remove ``indices`` from the ledger package by package: the line's saving and
-    the bytes each package gave up (files no package records under :data:`UNOWNED`)."""
-    owners = scan.owners
-    groups: dict[int, list[int]] = {}
-    for index in indices:
-        groups.setdefault(owners[index], []).append(index)
-    total = Saving()
-    per_package: dict[str, int] = {}
-    for owner, group in sorted(groups.items()):
-        saving = ledger.remove(group)
-        total += saving
-        if saving.bytes or any(scan.kinds[i] != DIR for i in group):
-            name = scan.owner_names[owner] if owner >= 0 else UNOWNED
-            per_package[name] = saving.bytes
-    return total, per_package

@@ -23,7 +23,7 @@ import errno
 import os
 import time
 
-from shrinkconda import interrupt
+from shrinkconda.transaction import interrupt
 
 _PAUSE_AT = "SHRINKCONDA_TEST_PAUSE_AT"
 _PAUSE_FILE = "SHRINKCONDA_TEST_PAUSE_FILE"
