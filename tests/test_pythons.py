@@ -194,8 +194,21 @@ def test_a_gil_only_extension_still_imports_on_a_free_threaded_python(
     before = _python(prefix, "import sys, verdemo; print(sys._is_gil_enabled())")
     assert GIL_WARNING in before.stderr and before.stdout.strip() == "True", before.stderr
 
-    report = shrink(prefix, Options(profile="aggressive"))
+    report = shrink(prefix, Options())
 
     assert report.verified and not report.rolled_back and not report.broken
     after = _python(prefix, "import sys, verdemo; print(sys._is_gil_enabled(), verdemo.add(1, 1))")
     assert GIL_WARNING in after.stderr and after.stdout.split() == ["True", "2"], after.stderr
+
+
+@pytest.mark.parametrize("py", ["3.13t"], indirect=True)
+def test_conda_doctor_finds_nothing_new(py: Python, prefix: Path, tmp_path: Path) -> None:
+    from tests.realconda import conda_python, doctor
+
+    conda = conda_python()
+    found = doctor(conda, prefix, tmp_path)
+
+    report = shrink(prefix, Options())
+
+    assert report.verified and not report.rolled_back, report.broken
+    assert doctor(conda, prefix, tmp_path) - found == set()
