@@ -7,6 +7,7 @@
     .venv/bin/python scripts/bench.py used-by [--reps 3] [--no-pyinstaller]
     .venv/bin/python scripts/bench.py startup [--reps 7] [--no-pyinstaller] [--only NAME ...]
         [--python 3.13]
+    .venv/bin/python scripts/bench.py gpu [--env DIR] [--wheels DIR] [--reps 5] [--only NAME ...]
 
 ``shrink``: each contender runs on its own fresh ``cp -a`` copy of the realistic prefix
 (built by ``build_realistic_env.py`` if missing), contenders alternating within each
@@ -27,6 +28,11 @@ see ``scripts/bench_used_by.py``.
 ``startup``: bytes and read-only cold start (fresh processes, ``PYTHONDONTWRITEBYTECODE=1``,
 alternating, medians) of the service imports for every contender, profile and
 ``--python-code`` form, PyInstaller and compileall; see ``scripts/bench_startup.py``.
+
+``gpu``: the realistic env plus ``pip install torch`` (CUDA wheels, built once): bytes per
+profile and for ``--used-by`` of a CPU training script, what stays of cuDNN, whether
+training, ``pip check``, ``torch.compile`` and ``import torch`` still work; see
+``scripts/bench_gpu.py``.
 
 ``profile``: cProfile of one ``shrinkconda audit PREFIX`` or ``shrink`` of a fresh copy;
 prints the functions with the most own and cumulative time.
@@ -672,6 +678,15 @@ def main(argv: list[str] | None = None) -> int:
     startup.add_argument("--python", default=None, metavar="X.Y[t]",
                          help="the realistic env for this interpreter (default the host's; "
                               "its prefix defaults to WORKDIR/realistic-X.Y[t])")
+    gpu = sub.add_parser("gpu", help="the realistic env plus pip install torch: bytes per "
+                         "profile and --used-by, import torch (scripts/bench_gpu.py)")
+    gpu.add_argument("--env", type=Path, default=Path("/work/cache/gpu/torch-env"),
+                     help="the torch env (built there once)")
+    gpu.add_argument("--wheels", type=Path, default=Path("/work/cache/torch-wheels"),
+                     help="where torch's wheels are downloaded once")
+    gpu.add_argument("--reps", type=int, default=3, help="cold starts of import torch")
+    gpu.add_argument("--only", nargs="+", metavar="NAME", default=[],
+                     help="only these contenders: safe, aggressive, used-by")
     prof = sub.add_parser("profile", help="cProfile one shrinkconda audit or shrink")
     prof.add_argument("action", choices=("audit", "shrink"))
     prof.add_argument("target", type=Path, help="the prefix (shrink works on a copy)")
@@ -705,6 +720,12 @@ def main(argv: list[str] | None = None) -> int:
 
         results = startup_bench(args, shrinkconda_env(), copy_tree)
         print(startup_table(results))
+    elif args.kind == "gpu":
+        from bench_gpu import gpu_bench, gpu_table
+
+        results = gpu_bench(args.env, args.wheels, args.workdir / "gpu", args.reps, args.only,
+                            shrinkconda_env())
+        print(gpu_table(results))
     else:
         results = profile(args)
     out = args.out or args.workdir / f"results-{args.kind}.json"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Callable, TypeVar
 
@@ -24,7 +26,8 @@ from shrinkconda.render import breakdown
 from shrinkconda.render.report import Report, render, to_json
 from shrinkconda.targets.cpu.levels import CHOICES as CPU_LEVELS
 from shrinkconda.targets.cpu.levels import UnknownCpuLevelError
-from shrinkconda.transaction import faults, interrupt
+from shrinkconda.targets.gpu.archs import UnknownGpuArchError
+from shrinkconda.transaction import faults, interrupt, testhooks
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -147,6 +150,14 @@ def _common(func: F) -> F:
                           "x86_64_v3, x86_64_v4, or native: this machine's): remove the "
                           "CPU-dispatched kernels (oneMKL's) no CPU at or above it loads, "
                           "and cap the dispatch there. Without it, every kernel stays."),
+        click.option("--target-gpu", metavar="ARCHS",
+                     help="The GPUs the env will run on (sm_90, sm_80,sm_90, none for CPUs "
+                          "only, or native: this machine's): remove the device code no such "
+                          "GPU runs from the libraries whose licence allows it (torch, "
+                          "triton, ...; never NVIDIA's), and report it per architecture."),
+        click.option("--no-ptx", is_flag=True,
+                     help="With --target-gpu, also remove the PTX kept for the target "
+                          "where a cubin covers it (no JIT fallback for newer GPUs)."),
     ]
     for decorate in reversed(decorators):
         func = decorate(func)
@@ -169,7 +180,8 @@ def audit(prefix: str | None, profile: str, only: tuple[str, ...], skip: tuple[s
           keep: tuple[str, ...], keep_locales: tuple[str, ...], strip_mode: str | None,
           no_strip: bool, python_code: str | None, jobs: int | None, conda_pack_views: bool,
           as_json: bool, quiet: bool, by: str | None, html_file: str | None, compressed: bool,
-          used_by: tuple[str, ...], used_by_timeout: float, target_cpu: str | None) -> None:
+          used_by: tuple[str, ...], used_by_timeout: float, target_cpu: str | None,
+          target_gpu: str | None, no_ptx: bool) -> None:
     """Say what a shrink would free, changing nothing (a dry run).
 
     With --used-by, the commands do run (traced), so they must be safe to run here.
@@ -179,9 +191,10 @@ def audit(prefix: str | None, profile: str, only: tuple[str, ...], skip: tuple[s
                                              conda_pack_views),
                                     used_by, used_by_timeout, quiet),
                       extras=breakdown.Wanted(by == "package", html_file, compressed),
-                      target_cpu=target_cpu)
-    report = _run(pipeline.audit, _prefix(prefix), options, quiet)
-    _show(report, as_json, quiet)
+                      target_cpu=target_cpu, target_gpu=target_gpu, no_ptx=no_ptx)
+    with _signals_told():
+        report = _run(pipeline.audit, _prefix(prefix), options, quiet)
+        _show(report, as_json, quiet)
 
 
 @main.command()
@@ -197,7 +210,8 @@ def shrink(prefix: str | None, profile: str, only: tuple[str, ...], skip: tuple[
            no_strip: bool, python_code: str | None, jobs: int | None,
            conda_pack_views: bool, as_json: bool, quiet: bool, by: str | None,
            html_file: str | None, compressed: bool,
-           used_by: tuple[str, ...], used_by_timeout: float, target_cpu: str | None, yes: bool,
+           used_by: tuple[str, ...], used_by_timeout: float, target_cpu: str | None,
+           target_gpu: str | None, no_ptx: bool, yes: bool,
            no_verify: bool,
            verify_commands: tuple[str, ...]) -> None:
     """Shrink the prefix, verify it still works, and roll back if it does not.
@@ -212,19 +226,20 @@ def shrink(prefix: str | None, profile: str, only: tuple[str, ...], skip: tuple[
                                     used_by, used_by_timeout, quiet),
                       verify=not no_verify, verify_commands=verify_commands,
                       extras=breakdown.Wanted(by == "package", html_file, compressed),
-                      target_cpu=target_cpu)
-    if not yes and sys.stdin.isatty():
-        preview = _run(pipeline.audit, target, replace(options, extras=breakdown.Wanted(
-            by == "package")), quiet)
-        click.echo(render(preview), err=True)
-        click.confirm(f"\nShrink {preview.prefix}?", abort=True, err=True)
-    report = _run(pipeline.shrink, target, options, quiet)
-    _show(report, as_json, quiet)
-    if report.rolled_back:
-        if quiet and not as_json:
-            for broken in report.broken:
-                click.echo(f"broken: {broken.check}: {broken.error}", err=True)
-        sys.exit(3)
+                      target_cpu=target_cpu, target_gpu=target_gpu, no_ptx=no_ptx)
+    with _signals_told():
+        if not yes and sys.stdin.isatty():
+            preview = _run(pipeline.audit, target, replace(options, extras=breakdown.Wanted(
+                by == "package")), quiet)
+            click.echo(render(preview), err=True)
+            click.confirm(f"\nShrink {preview.prefix}?", abort=True, err=True)
+        report = _run(pipeline.shrink, target, options, quiet)
+        _show(report, as_json, quiet)
+        if report.rolled_back:
+            if quiet and not as_json:
+                for broken in report.broken:
+                    click.echo(f"broken: {broken.check}: {broken.error}", err=True)
+            sys.exit(3)
 
 
 @main.command("strategies")
@@ -303,14 +318,14 @@ def _run(action: Callable[..., Report], prefix: str, options: pipeline.Options,
     and signals into one line (and the traceback too, with ``--debug``)."""
     bars = _Bars(enabled=not quiet and sys.stderr.isatty())
     try:
-        with interrupt.handled():  # a second signal while the message is on its way
-            return action(prefix, options, progress=bars.update if bars.enabled else None)
-    except (UnknownStrategyError, UnknownProfileError, UnknownCpuLevelError) as exc:
+        report = action(prefix, options, progress=bars.update if bars.enabled else None)
+        testhooks.reached("returned")
+        return report
+    except (UnknownStrategyError, UnknownProfileError, UnknownCpuLevelError,
+            UnknownGpuArchError) as exc:
         raise click.UsageError(str(exc)) from exc
-    except Interrupted as exc:
-        _traceback_if_debug()
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(128 + exc.signum)  # 130 for SIGINT, 143 for SIGTERM, as a shell says
+    except Interrupted:
+        raise  # for _signals_told
     except ShrinkError as exc:
         _traceback_if_debug()
         raise click.ClickException(str(exc)) from exc
@@ -319,6 +334,21 @@ def _run(action: Callable[..., Report], prefix: str, options: pipeline.Options,
         raise click.ClickException(faults.describe(exc)) from exc
     finally:
         bars.close()
+
+
+@contextmanager
+def _signals_told() -> Iterator[None]:
+    """From the first library call to the report's last line, SIGINT, SIGTERM and SIGHUP
+    end the command with one line that says what the prefix is (shrunk, rolled back,
+    untouched: what the transaction recorded when the signal came) and the status a
+    shell gives a process that signal ended, 128 + signum."""
+    with interrupt.handled():  # still while the message is on its way: later ones wait
+        try:
+            yield
+        except Interrupted as exc:
+            _traceback_if_debug()
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(128 + exc.signum)  # 130 for SIGINT, 143 for SIGTERM, as a shell says
 
 
 def _traceback_if_debug() -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shrinkconda import cacheview
+from shrinkconda import cacheview, piprecord
 from shrinkconda.scan import DIR, Scan
 
 HISTORY = "shrinkconda-history.jsonl"
@@ -48,9 +48,10 @@ class Change:
 def apply(prefix: Path, payload: dict[str, Any]) -> list[str]:
     """Drop removed paths from the records, refresh stripped files' size and sha256,
     point changed records at their views (``payload["views"]``) or blank their
-    ``link.source``, remove the records of packages that lost every file, and append
-    the shrink to the history. Idempotent, so recovery may run
-    it again. Returns the names of the packages whose records were removed."""
+    ``link.source``, remove the records of packages that lost every file, keep pip's
+    ``RECORD`` files true (:mod:`piprecord`), and append the shrink to the history.
+    Idempotent, so recovery may run it again. Returns the names of the packages whose
+    records were removed."""
     dropped = []
     for change in updated_records(prefix, payload):
         if change.drop:
@@ -68,6 +69,7 @@ def apply(prefix: Path, payload: dict[str, Any]) -> list[str]:
             if payload.get("views")]
     for stale in cacheview.stale(prefix, live):
         cacheview.remove(prefix, stale)
+    piprecord.apply(prefix, payload)  # pip's records, for pip show -f and pip uninstall
     _append_history(prefix / "conda-meta" / HISTORY, payload)
     return dropped
 

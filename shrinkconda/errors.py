@@ -67,16 +67,15 @@ class NoRoomError(FilesystemError):
 
 
 class Interrupted(ShrinkError):
-    """SIGINT, SIGTERM or SIGHUP stopped a shrink (rolled back, or finished if it was
-    committing); the CLI exits with ``128 + signum``."""
+    """SIGINT, SIGTERM or SIGHUP stopped a shrink or an audit; the message says what the
+    prefix is (untouched, rolled back, or shrunk once the commit began); the CLI exits
+    with ``128 + signum``."""
 
     def __init__(self, signum: int, message: str = "") -> None:
         super().__init__(message or f"{signal_name(signum)} received: stopped before "
                          "changing anything")
         self.signum = signum
         """The signal that stopped the shrink."""
-        self.finished = False
-        """Whether it came while committing, so the shrink was finished first."""
 
 
 def signal_name(signum: int) -> str:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Callable
 
-from shrinkconda import __version__, condameta
+from shrinkconda import __version__, condameta, piprecord
 from shrinkconda.accounting import Ledger, Saving
 from shrinkconda.appaware import used_by
 from shrinkconda.phases import dedup_phase, strip_phase
@@ -78,6 +78,9 @@ def payload(the_plan: Plan, removed: bytearray, phases: Sequence[Outcome],
              for p in phases for a in p.added for path, size, source in a.files}
     if added:
         record["added"] = added
+    pip_records = piprecord.unowned(scan_)
+    if pip_records:
+        record[piprecord.KEY] = pip_records
     if dedup_phase.NAME in by_name:
         record["deduplicated"] = {scan_.paths[k.index]: scan_.paths[k.target]
                                   for k in by_name[dedup_phase.NAME].linked}
@@ -88,7 +91,7 @@ def report(the_plan: Plan, removed: bytearray, problems: list[Problem], dry_run:
            phases: Sequence[Outcome] = (), notes: tuple[str, ...] = (),
            broken: tuple[Broken, ...] = (), verified: bool | None = None,
            rolled_back: bool = False, metadata: Sequence[condameta.Change] = (),
-           removed_packages: Sequence[str] = ()) -> Report:
+           removed_packages: Sequence[str] = (), refused: str | None = None) -> Report:
     """The report: each strategy's removals, then each phase's changes and the
     ``conda-meta`` changes, counted in one :class:`Ledger` so no inode counts twice."""
     ledger = Ledger(the_plan.scan)
@@ -100,7 +103,7 @@ def report(the_plan: Plan, removed: bytearray, problems: list[Problem], dry_run:
             lines += (Line(s.strategy, saving),)
         else:
             lines += (Line(s.strategy, ledger.remove(i for i in s.indices if removed[i])),)
-    notes += _startup_note(lines)
+    notes += _startup_note(the_plan, removed, lines)
     kept = the_plan.kept
     for phase in phases:
         lines += (Line(phase.name, _phase_saving(ledger, the_plan.scan, phase)),)
@@ -138,20 +141,58 @@ def report(the_plan: Plan, removed: bytearray, problems: list[Problem], dry_run:
         broken=broken,
         removed_packages=tuple(removed_packages),
         used_by=tuple(sorted(per_package.items())),
+        refused=refused,
     )
 
 
-def _startup_note(lines: tuple[Line, ...]) -> tuple[str, ...]:
-    """What removing compiled bytecode costs at start-up, and what keeping it costs."""
-    removed = sum(line.saving.bytes for line in lines if line.name == BYTECODE_STRATEGY)
-    if removed <= 0:
+def _startup_note(the_plan: Plan, removed: bytearray, lines: tuple[Line, ...]
+                  ) -> tuple[str, ...]:
+    """What removing compiled bytecode costs at start-up here: how many modules (and
+    how much source) lose every compiled file and compile again at each start that
+    imports them where nothing can write bytecode back; the timings are the
+    benchmark's to say, not a figure repeated for every env."""
+    removed_bytes = sum(line.saving.bytes for line in lines if line.name == BYTECODE_STRATEGY)
+    if removed_bytes <= 0:
         return ()
-    return ((f"code stays as source: Python compiles again, at every start where it cannot "
-             f"write the {human(removed)} of bytecode back (a read-only image, AWS Lambda), "
-             "each module it imports: 3.4x slower imports measured for a data-science "
-             f"service. --python-code both keeps start-up fast for about {human(removed)} "
-             "more, valid even after file times are reset; --python-code bytecode keeps it "
-             "fast without the sources"),)
+    modules = _recompiled(the_plan, removed)
+    source = sum(the_plan.scan.sizes[i] for i in modules)
+    return ((f"code stays as source: the compiled files of "
+             f"{counted(len(modules), 'module')} ({human(source)} of source) are removed, "
+             "so at every start where Python cannot write bytecode back (a read-only "
+             "image, AWS Lambda) it compiles again each of them it imports "
+             "(BENCHMARKS.md, 'Start-up', measures what that costs a data-science "
+             f"service). --python-code both keeps start-up fast for about "
+             f"{human(removed_bytes)} more, valid even after file times are reset; "
+             "--python-code bytecode keeps it fast without the sources"),)
+
+
+def _recompiled(the_plan: Plan, removed: bytearray) -> set[int]:
+    """The ``.py`` files that stay while every compiled file of theirs the ``bytecode``
+    strategy selected goes: ``d/__pycache__/m.cpython-311.pyc`` is ``d/m.py``'s, a
+    legacy ``d/m.pyc`` beside it too."""
+    scan_ = the_plan.scan
+    found: set[int] = set()
+    where: dict[str, int] = {}  # filled at the first pyc: scan.find walks siblings
+    for selection in the_plan.selections:
+        if selection.strategy != BYTECODE_STRATEGY:
+            continue
+        for root in selection.indices:
+            for index in range(root, scan_.ends[root]):
+                name = scan_.name(index)
+                if not removed[index] or not name.endswith((".pyc", ".pyo")):
+                    continue
+                parent = scan_.parents[index]
+                if scan_.name(parent) == "__pycache__":
+                    directory, module = scan_.parents[parent], name.split(".")[0] + ".py"
+                else:
+                    directory, module = parent, name[:-1]
+                if not where:
+                    where = {path: i for i, path in enumerate(scan_.paths)}
+                dirpath = scan_.paths[directory]
+                source = where.get(f"{dirpath}/{module}" if dirpath else module)
+                if source is not None and not removed[source]:
+                    found.add(source)
+    return found
 
 
 def _phase_saving(ledger: Ledger, scan_: Scan, change: Outcome) -> Saving:

@@ -15,7 +15,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
-from shrinkconda import condameta, distmeta, outcome, profiles, strategies, verify
+from shrinkconda import (
+    condameta,
+    distmeta,
+    outcome,
+    profiles,
+    runtime_compilers,
+    strategies,
+    verify,
+)
 from shrinkconda.appaware import trace, used_by
 from shrinkconda.phases import bytecode, dedup_phase, strip_phase
 from shrinkconda.phases.base import Outcome, Phase, Replacement, removed_by, rooms, run_all
@@ -28,7 +36,12 @@ from shrinkconda.targets import cpu as cpu_target
 from shrinkconda.targets.cpu import cap as cpu_cap
 from shrinkconda.targets.cpu import check as cpu_check
 from shrinkconda.targets.cpu.select import Found
-from shrinkconda.transaction import faults, interrupt, journal, preflight
+from shrinkconda.targets.gpu import archs as gpu_archs
+from shrinkconda.targets.gpu import families as gpu_families
+from shrinkconda.targets.gpu import ondemand as gpu_ondemand
+from shrinkconda.targets.gpu import phase as gpu_phase
+from shrinkconda.targets.gpu import wholefiles as gpu_files
+from shrinkconda.transaction import faults, interrupt, journal, preflight, state, testhooks
 from shrinkconda.units import counted
 
 StageProgress = Optional[Callable[[str, int], None]]
@@ -92,6 +105,12 @@ class Options:
     """The lowest x86-64 level (or ``native``) the env must run on: dispatched kernels
     no CPU at or above it loads go, and the dispatch is capped there. ``None``: every
     kernel a dispatcher may load stays."""
+    target_gpu: str | None = None
+    """The GPU architectures the env must run on (``sm_90``, ``sm_80,sm_90``, ``none``,
+    ``native``): device code no such GPU runs leaves the libraries whose licence allows
+    it. ``None``: every library stays whole."""
+    no_ptx: bool = False
+    """With ``target_gpu``, drop the target's PTX too where a cubin covers it."""
 
     def strips(self) -> bool:
         """Whether the strip phase runs."""
@@ -106,29 +125,33 @@ def audit(prefix: str | os.PathLike[str], options: Options = Options(),
     An unfinished transaction a killed shrink left behind is finished or rolled back
     first, so the prediction is about a consistent prefix.
     """
+    state.begin()
     root = check_prefix(prefix)
     breakdown.check(options.extras, root)
     target = cpu_target.levels.target(options.target_cpu)
+    gpu = gpu_archs.target(options.target_gpu)
     options, chosen, dedups, plugin_problems = _resolve(options)
     mode = options.strip_mode if options.strips() else None
     with journal.locked(root):
         notes = _recover(root)
+        testhooks.reached("recovered")
         usage = used_by.trace_workloads(root, options.used_by, options.used_by_timeout,
                                         options.command_output)
         the_plan, problems, cpu = _plan(root, chosen, plugin_problems, options, progress, usage,
-                                        target)
+                                        target, gpu)
         notes += cpu.notes
         extras = breakdown.Breakdown(options.extras, the_plan)
         removed = the_plan.removed()
-        phases = _phases(options, mode, dedups, usage, progress, cpu)
+        phases = _phases(options, mode, dedups, usage, progress, cpu, gpu)
         changes = run_all(phases, the_plan.scan, removed)
         payload = outcome.payload(the_plan, removed, changes, mode, options.conda_pack_views,
                                   digest=lambda path: "0" * 64)
         metadata, dropped = condameta.predict(the_plan.scan, payload)
-        notes += preflight.notes(root, preflight.needs(the_plan, rooms(phases, the_plan.scan,
-                                                                       removed)))
+        refused = preflight.refusal(root, the_plan, preflight.needs(
+            the_plan, rooms(phases, the_plan.scan, removed)))
         report = outcome.report(the_plan, removed, problems, dry_run=True, phases=changes,
-                                notes=notes, metadata=metadata, removed_packages=dropped)
+                                notes=notes + preflight.notes(refused), metadata=metadata,
+                                removed_packages=dropped, refused=refused)
         gone, replaced = removed_by(changes, the_plan.scan, removed), _stripped(changes)
         return extras.finish(report, gone, replaced, metadata, lambda: breakdown.predicted_after(
             the_plan, gone, replaced, options.strip_mode, payload, metadata, options.jobs))
@@ -142,9 +165,11 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
     originals' places; then the environment is verified. If something that imported
     before no longer does, everything goes back and the report says what broke.
     """
+    state.begin()
     root = check_prefix(prefix)
     breakdown.check(options.extras, root)
     target = cpu_target.levels.target(options.target_cpu)
+    gpu = gpu_archs.target(options.target_gpu)
     options, chosen, dedups, plugin_problems = _resolve(options)
     mode = options.strip_mode if options.strips() else None
     preflight.check_writable(root)  # before the lock, the journal, anything
@@ -153,6 +178,7 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
             ThreadPoolExecutor(max_workers=1) as background, \
             verify.ImportCheck(root, options.jobs or 2) as imports:
         notes = _recover(root)
+        testhooks.reached("recovered")
         usage = used_by.trace_workloads(root, options.used_by, options.used_by_timeout,
                                         options.command_output)
         # What imports before the shrink is asked of the env's own python (subprocesses)
@@ -161,8 +187,11 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
             importable = background.submit(verify.importable, imports, options.verify)
         readable = background.submit(distmeta.unreadable, root, verify.python_of(root)
                                      if options.verify else None)
+        # --used-by keeps what its commands use: a compile none of them ran may break
+        compiling = background.submit(runtime_compilers.working, root, verify.python_of(root)
+                                      if options.verify and not options.used_by else None)
         the_plan, problems, cpu = _plan(root, chosen, plugin_problems, options, progress, usage,
-                                        target)
+                                        target, gpu)
         notes += cpu.notes
         extras = breakdown.Breakdown(options.extras, the_plan)  # reads what the shrink changes
         scan_ = the_plan.scan
@@ -170,7 +199,7 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
             importable = background.submit(verify.importable, imports, options.verify,
                                            used_by.modules_to_verify(the_plan, usage))
         removed = the_plan.removed()
-        phases = _phases(options, mode, dedups, usage, progress, cpu)
+        phases = _phases(options, mode, dedups, usage, progress, cpu, gpu)
         preflight.check(root, the_plan, preflight.needs(the_plan, rooms(phases, scan_, removed)))
         txn = journal.Transaction(root)
         changes = run_all(phases, scan_, removed, txn)
@@ -185,7 +214,7 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
         if options.verify:
             verify.reuse_staged_bytecode(imports, txn.staging, steps)
         broken, verify_notes = _broken(imports, modules, distributed, options, scan_,
-                                       cpu.pruned(removed), unreadable)
+                                       cpu.pruned(removed), unreadable, compiling.result())
         notes += verify_notes
         if broken:
             txn.rollback()
@@ -193,11 +222,15 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
                 the_plan, bytearray(len(scan_)), problems, dry_run=False,
                 phases=[change.undone() for change in changes], notes=notes,
                 broken=broken, verified=True, rolled_back=True)
+            testhooks.reached("report")
             return extras.finish(report, bytearray(len(scan_)), (), (), after=None)
         dropped: list[str] = []
         txn.commit(outcome.payload(the_plan, removed, changes, mode, options.conda_pack_views,
                                    digest=condameta.sha256),
                    lambda payload: dropped.extend(condameta.apply(root, payload)))
+        # Shrunk from here on (state.SHRUNK): a signal or a fault while the report is made
+        # says so, and changes nothing more.
+        testhooks.reached("committed")
         if options.verify and modules:
             notes += ((f"verified: the {counted(len(modules), 'top-level module')} "
                        "that imported before the shrink still import"),)
@@ -205,24 +238,33 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
         report = outcome.report(
             the_plan, removed, problems, dry_run=False, phases=changes, notes=notes,
             verified=options.verify, metadata=metadata, removed_packages=dropped)
+        testhooks.reached("report")
         return extras.finish(report, removed_by(changes, scan_, removed),
                              _stripped(changes), metadata, lambda: breakdown.measured_after(root))
 
 
 def _broken(imports: verify.ImportCheck, modules: list[str], distributed: set[str],
             options: Options, scan_: Scan, pruned: Sequence[Found],
-            unreadable: dict[str, str]) -> tuple[tuple[Broken, ...], tuple[str, ...]]:
+            unreadable: dict[str, str], compilers: Sequence[str]
+            ) -> tuple[tuple[Broken, ...], tuple[str, ...]]:
     """What the staged shrink broke: imports, the user's and the traced commands, the
-    calls into the dispatched libraries it pruned, and the metadata of distributions
-    that stay (``unreadable``: what did not read before); with notes about the calls."""
+    calls into the dispatched libraries it pruned, the metadata of distributions that
+    stay (``unreadable``: what did not read before), and the runtime compilers that
+    compiled before (``compilers``); with notes about the calls."""
     if not options.verify:
         return (), ()
     broken = verify.broken(imports, modules, distributed,
                            options.verify_commands + options.used_by, options.used_by_timeout,
                            options.python_code != bytecode.SOURCE)
     calls, notes = cpu_check.broken(scan_, pruned)
-    metadata = distmeta.broken(imports.prefix, verify.python_of(imports.prefix), unreadable)
-    return (*broken, *calls, *metadata), notes
+    python = verify.python_of(imports.prefix)
+    metadata = distmeta.broken(imports.prefix, python, unreadable)
+    compiles = [Broken(what, "command", error) for what, error
+                in runtime_compilers.broken(imports.prefix, python, compilers)]
+    if compilers:
+        notes = (*notes, f"verified by a real compile: {', '.join(compilers)} still "
+                 "compiles at run time" if not compiles else "")
+    return (*broken, *calls, *metadata, *compiles), tuple(n for n in notes if n)
 
 
 def _recover(root: Path) -> tuple[str, ...]:
@@ -268,13 +310,21 @@ def _resolve(options: Options
 
 def _plan(root: Path, chosen: Sequence[strategies.Strategy], plugin_problems: list[Problem],
           options: Options, progress: StageProgress, usage: trace.Usage | None = None,
-          target: cpu_target.Target | None = None) -> tuple[Plan, list[Problem], cpu_target.Dispatch]:
+          target: cpu_target.Target | None = None, gpu: gpu_archs.GpuTarget | None = None
+          ) -> tuple[Plan, list[Problem], cpu_target.Dispatch]:
     the_scan: Scan = scan(root, _stage(progress, "scan"))
     pruning = used_by.prune(the_scan, usage) if usage is not None else None
     cpu = cpu_target.choose(the_scan, target, pruning.used if pruning else None, os.environ)
-    problems = [*plugin_problems, *the_scan.problems, *cpu.problems]
+    ondemand = gpu_ondemand.choose(the_scan, pruning.used if pruning else None,
+                                   usage.gpu_driver if usage else "")
+    problems = [*plugin_problems, *the_scan.problems, *cpu.problems, *ondemand.problems]
+    cpu = replace(cpu, notes=(*cpu.notes, *ondemand.notes))  # one place for the targets' notes
     chosen = (*chosen, cpu.strategy) if target is not None else chosen
-    used = cpu.guard(pruning.used if pruning else None, len(the_scan))
+    if gpu is not None:
+        known, failed = gpu_families.available()
+        chosen = (*chosen, gpu_files.strategy(gpu, families=known))
+        problems += [p for p in failed if p not in problems]  # ondemand's may name them
+    used = ondemand.guard(cpu.guard(pruning.used if pruning else None, len(the_scan)))
     if pruning is None:
         return plan(the_scan, chosen, options.keep, used), problems, cpu
     # used-by runs after the built-ins: they keep their lines
@@ -283,14 +333,18 @@ def _plan(root: Path, chosen: Sequence[strategies.Strategy], plugin_problems: li
 
 
 def _phases(options: Options, mode: str | None, dedups: bool, usage: trace.Usage | None,
-            progress: StageProgress, cpu: cpu_target.Dispatch) -> list[Phase]:
-    """The phases that rewrite or add files, in order: the code's form, strip, dedup,
-    the CPU dispatch cap."""
+            progress: StageProgress, cpu: cpu_target.Dispatch,
+            gpu: gpu_archs.GpuTarget | None = None) -> list[Phase]:
+    """The phases that rewrite or add files, in order: the code's form, the GPU device
+    code (before strip, which leaves the libraries it rewrote alone), strip, dedup, the
+    CPU dispatch cap."""
     chosen: list[Phase] = []
     if options.python_code != bytecode.SOURCE:
         chosen.append(bytecode.PythonCodePhase(
             options.python_code, options.keep, usage.sources_read if usage else frozenset(),
             options.jobs or os.cpu_count() or 2, _stage(progress, bytecode.NAME)))
+    if gpu is not None:
+        chosen.append(gpu_phase.GpuPhase(gpu, not options.no_ptx, _stage(progress, gpu_phase.NAME)))
     if mode is not None:
         chosen.append(strip_phase.StripPhase(mode, options.jobs, _stage(progress, STRIP)))
     if dedups:

@@ -152,17 +152,18 @@ def run_cli_as(user: str, *args: str, env: dict[str, str] | None = None
 
 
 class Paused:
-    """A ``shrinkconda shrink`` subprocess that stops at named points
+    """A ``shrinkconda shrink`` (or, with ``audit``, ``audit``) subprocess that stops at named points
     (``SHRINKCONDA_TEST_PAUSE_AT``) until it gets a signal or is told to go on."""
 
     def __init__(self, workdir: Path, points: str, *args: str,
-                 user: str | None = None) -> None:
+                 user: str | None = None, audit: bool = False) -> None:
         self.announce = workdir / "paused"
         env = {**os.environ, "SHRINKCONDA_TEST_PAUSE_AT": points,
                "SHRINKCONDA_TEST_PAUSE_FILE": str(self.announce)}
-        command = [*SHRINKCONDA, "shrink", "-y", "-q", *args]
+        verb = ["audit", "-q"] if audit else ["shrink", "-y", "-q"]
+        command = [*SHRINKCONDA, *verb, *args]
         if user is not None:
-            command = [sys.executable, "-c", _AS_USER, user, "shrink", "-y", "-q", *args]
+            command = [sys.executable, "-c", _AS_USER, user, *verb, *args]
         self.proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      cwd="/")

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from condatools import check_works, conda_pack, records_problems, unpack
+from faultutil import Paused
 from treeutil import contents, run_cli
 
 from fixtures import DEFAULT_SPECS, build_channel, copy_tree, install
@@ -19,6 +21,7 @@ from fixtures.content import SITE
 from fixtures.pycode import SPEC, pycodedemo_recipe
 from shrinkconda import Options, audit, shrink
 from shrinkconda.phases import bytecode, pycompile
+from shrinkconda.transaction.journal import ADDED, STATE_DIR
 
 BYTECODE = Options(python_code="bytecode", strip_mode=None)
 BOTH = Options(python_code="both", strip_mode=None)
@@ -234,18 +237,60 @@ def test_used_by_keeps_the_sources_a_workload_reads_and_converts_the_rest(
     assert again.verified and not again.rolled_back, again.broken
 
 
-@pytest.mark.parametrize("step", [2, 30, 120])
+@pytest.fixture(scope="module")
+def staged_steps(template: Path, tmp_path_factory: pytest.TempPathFactory
+                 ) -> list[list[str]]:
+    """The steps a bytecode shrink of the template stages, read from its journal while it
+    is paused at the first staged path (a signal then rolls that shrink back)."""
+    work = tmp_path_factory.mktemp("journal")
+    copy = copy_tree(template, work / "prefix")
+    run = Paused(work, "staging", *_KILLED, str(copy))
+    run.wait_for("staging")
+    steps: list[list[str]] = json.loads((copy / STATE_DIR / "journal.json").read_text())["steps"]
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.finish().returncode == 143
+    shutil.rmtree(copy)
+    return steps
+
+
+_KILLED = ("--python-code", "bytecode", "--no-strip")
+"""The shrink the kill tests run: no strip phase, so the staging journal is the first
+journal write."""
+
+
+def _durable_steps(steps: list[list[str]]) -> list[int]:
+    """After each journal step, how many durable steps the transaction has taken (what
+    ``SHRINKCONDA_TEST_CRASH_AFTER`` counts): the staging journal's write, then one per
+    rename, two per stripped or rewritten file (a link into staging, then the swap)."""
+    done, after = 1, []
+    for _path, staged, replacement in steps:
+        if staged:
+            done += 2 if replacement and staged != ADDED else 1
+        after.append(done)
+    return after
+
+
+@pytest.mark.parametrize("where", ["first step", "first added __pycache__", "all staged"])
 def test_a_shrink_killed_while_adding_bytecode_is_undone_by_the_next_run(
-        prefix: Path, step: int) -> None:
+        prefix: Path, staged_steps: list[list[str]], where: str) -> None:
+    added = [n for n, (path, staged, _) in enumerate(staged_steps)
+             if staged == ADDED and path.endswith("/__pycache__")]
+    assert added, "no module kept as source gets a new __pycache__: nothing to take back"
+    n = {"first step": 0, "first added __pycache__": added[0],
+         "all staged": len(staged_steps) - 1}[where]
     before = contents(prefix)
-    env = {**os.environ, "SHRINKCONDA_TEST_CRASH_AFTER": str(step)}
-    killed = run_cli("shrink", "-y", "-q", "--python-code", "bytecode", str(prefix), env=env)
+    env = {**os.environ, "SHRINKCONDA_TEST_CRASH_AFTER": str(_durable_steps(staged_steps)[n])}
+    killed = run_cli("shrink", "-y", "-q", *_KILLED, str(prefix), env=env)
     assert killed.returncode == -9, (killed.returncode, killed.stderr)
+    # It died where it was meant to: after step n, not yet committing.
+    new = prefix / staged_steps[added[0]][0]
+    assert new.is_dir() == (n >= added[0]), new
+    assert json.loads((prefix / STATE_DIR / "journal.json").read_text())["state"] == "staged"
     recovered = run_cli("audit", "--json", "--python-code", "bytecode", str(prefix))
     assert recovered.returncode == 0, recovered.stderr
     notes = json.loads(recovered.stdout)["notes"]
     assert any("rolled back a shrink that was interrupted" in n for n in notes), notes
-    assert contents(prefix) == before
+    assert contents(prefix) == before  # what was added went again
 
 
 @pytest.mark.parametrize("source, reads", [

@@ -41,6 +41,8 @@ compressed = false
 used-by = []
 used-by-timeout = 300
 target-cpu = "x86_64_v3"
+target-gpu = "sm_90"
+no-ptx = true
 json = true
 quiet = true
 yes = true
@@ -56,8 +58,9 @@ def test_every_key_of_shrink_is_read(prefix: Path, tmp_path: Path) -> None:
     result = run_cli("shrink", "--config", str(_write(tmp_path, text)), str(prefix))
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)  # json = true
-    assert [s["name"] for s in doc["strategies"]] == ["docs", "target-cpu", "python-code",
-                                                      "strip", "conda-meta"]
+    assert [s["name"] for s in doc["strategies"]] == ["docs", "target-cpu", "gpu-target",
+                                                      "python-code", "gpu-code", "strip",
+                                                      "conda-meta"]
     assert doc["verified"] is True
     assert history_added(prefix), "python-code = both compiled nothing"
     history = json.loads((prefix / "conda-meta/shrinkconda-history.jsonl").read_text())

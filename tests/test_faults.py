@@ -64,6 +64,27 @@ def test_disk_full_mid_way_rolls_back_in_the_same_process(
     assert_untouched(prefix, before)
 
 
+def test_disk_full_while_compiling_bytecode_changes_nothing_and_says_so(
+        template_prefix: Path) -> None:
+    """The compiled files are written into staging, before anything in the prefix moves:
+    the fault ends the shrink there (it used to keep each module that could not be
+    written as source, and commit a half-converted env)."""
+    with tmpfs("100m", 6000) as fs:  # room for the bytecode's need, up front
+        prefix = copy_prefix(template_prefix, fs / "prefix")
+        before = tree(prefix)
+        env = {**os.environ, "SHRINKCONDA_TEST_FILL_AT": f"python-code:bytes:{fs / 'fill'}"}
+
+        result = run_cli("shrink", "-y", "--python-code", "bytecode", str(prefix), env=env,
+                         timeout=600)
+
+        line = assert_one_line(result, 1, "No space left on device while writing compiled "
+                               f"bytecode: {prefix / STATE_DIR}/staging/python-code/",
+                               "nothing was changed", "free space on its filesystem")
+        assert "kept as source" not in line
+        assert result.stdout == ""
+        assert_untouched(prefix, before)
+
+
 def test_disk_full_while_committing_is_finished_by_the_next_run(
         template_prefix: Path, small_fs: Path,
         shrunk_reference: dict[str, tuple[int, int, str]]) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from shrinkconda import outcome
 from shrinkconda.plan import plan
 from shrinkconda.scan import Scan, scan
-from shrinkconda.strategies import Strategy
+from shrinkconda.strategies import Strategy, bytecode
 from shrinkconda.transaction.journal import Step
 
 
@@ -67,3 +67,35 @@ def test_a_rolled_back_report_frees_nothing_and_says_how_to_retry(tmp_path: Path
     assert undone.size_after == undone.size_before == done.size_before
     assert any(n.startswith("rolled back:") and "--keep GLOB" in n for n in undone.notes)
     assert not any(n.startswith("rolled back:") for n in done.notes)
+
+
+def _gone_module(the_scan: Scan) -> list[int]:
+    return [_index(the_scan, "lib/python3.11/site-packages/pkg/gone.py")]
+
+
+def test_the_start_up_note_counts_the_modules_that_compile_again(tmp_path: Path) -> None:
+    """Three modules keep their source and lose every compiled file (two in
+    ``__pycache__``, one legacy ``.pyc`` beside it); one loses its source too, and a
+    sourceless ``.pyc`` is the module itself: neither compiles at start."""
+    site = tmp_path / "lib/python3.11/site-packages/pkg"
+    (site / "__pycache__").mkdir(parents=True)
+    (tmp_path / "conda-meta").mkdir()
+    sources = {"a.py": 1000, "b.py": 2000, "legacy.py": 4000, "gone.py": 8000}
+    for name, size in sources.items():
+        (site / name).write_bytes(b"#" * size)
+    for name in ("a", "b", "gone"):
+        (site / "__pycache__" / f"{name}.cpython-311.pyc").write_bytes(b"\0" * 100)
+        (site / "__pycache__" / f"{name}.cpython-311.opt-1.pyc").write_bytes(b"\0" * 100)
+    (site / "legacy.pyc").write_bytes(b"\0" * 100)
+    (site / "sourceless.pyc").write_bytes(b"\0" * 100)
+    the_plan = plan(scan(tmp_path), [Strategy("demo-modules", "gone.py", _gone_module),
+                                     bytecode.STRATEGY])
+
+    done = outcome.report(the_plan, the_plan.removed(), [], dry_run=True)
+
+    note = next(n for n in done.notes if n.startswith("code stays as source"))
+    assert "the compiled files of 3 modules (6.8 KiB of source) are removed" in note
+    assert "BENCHMARKS.md" in note and "3.4x" not in note
+    no_bytecode = plan(scan(tmp_path), [Strategy("demo-modules", "gone.py", _gone_module)])
+    without = outcome.report(no_bytecode, no_bytecode.removed(), [], dry_run=True)
+    assert not any(n.startswith("code stays as source") for n in without.notes)

@@ -3,7 +3,9 @@ filesystem, a read-only mount, directories the user may not write."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 from faultutil import (
     UNPRIVILEGED,
+    Paused,
     assert_one_line,
     assert_untouched,
     copy_prefix,
@@ -22,6 +25,7 @@ from treeutil import prefix_python, run_cli
 
 from shrinkconda import Options, pipeline
 from shrinkconda.phases import bytecode, strip_phase
+from shrinkconda.scan import TEMP_SUFFIX
 from shrinkconda.transaction import preflight
 from shrinkconda.transaction.testhooks import fill_filesystem
 
@@ -42,17 +46,25 @@ def _leave_free(where: Path, free: int) -> None:
     os.truncate(filler, filler.stat().st_size - free)
 
 
-def test_needs_are_what_the_strip_phase_predicts(template_prefix: Path) -> None:
+def test_the_strip_need_covers_the_copies_a_real_shrink_writes(
+        template_prefix: Path, prefix: Path, tmp_path: Path) -> None:
+    """The need, predicted without writing, against the stripped copies a real shrink
+    has on disk when it pauses before staging (then a signal rolls it back)."""
     options, chosen, _, problems = pipeline._resolve(Options())
     the_plan, _, _ = pipeline._plan(template_prefix, chosen, problems, options, None)
-    phase = strip_phase.StripPhase("debug")
-    stripped = phase.predict(the_plan.scan, the_plan.removed(), ())
-    assert stripped.replaced
-    room = phase.room(the_plan.scan, the_plan.removed())
+    room = strip_phase.StripPhase("debug").room(the_plan.scan, the_plan.removed())
     needs = {n.phase: n for n in preflight.needs(the_plan, [room])}
-    copies = sum(-(-r.size // preflight.BLOCK) * preflight.BLOCK for r in stripped.replaced)
-    assert needs["strip"].size == copies
-    assert needs["strip"].inodes == len(stripped.replaced)
+    run = Paused(tmp_path, "journal", str(prefix))
+    run.wait_for("journal")  # every stripped copy is written, nothing is staged yet
+    copies = [os.lstat(os.path.join(d, name)) for d, _, names in os.walk(prefix)
+              for name in names if name.startswith(".") and name.endswith(TEMP_SUFFIX)]
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.finish().returncode == 143
+
+    written = sum(st.st_blocks * 512 for st in copies)
+    assert copies and needs["strip"].inodes == len(copies)
+    # Enough for what was really written, and not more than a block per copy over it.
+    assert written <= needs["strip"].size <= written + len(copies) * preflight.BLOCK
     assert needs["strip"].skip == "pass --no-strip"
     assert needs["staging"].size >= preflight.HEADROOM
     assert "commit" in needs and "dedup" not in needs
@@ -69,17 +81,27 @@ def test_compiled_bytecode_is_a_need_of_its_own(template_prefix: Path) -> None:
     assert room.inodes >= len(made.added)
 
 
-def test_a_phase_added_later_declares_its_own_need(tmp_path: Path) -> None:
-    st = os.statvfs(tmp_path)
-    more_than_free = st.f_blocks * st.f_frsize + MiB
-    needs = [preflight.Need("staging", "the journal", MiB, 4),
-             preflight.Need("bytecode", "compiled bytecode", more_than_free, 10,
-                            "pass --skip compile")]
-    said = preflight.shortfall(tmp_path, needs)
-    assert said is not None
-    assert "the bytecode phase needs" in said and "for compiled bytecode" in said
-    assert said.endswith("free space or pass --skip compile")
-    assert preflight.shortfall(tmp_path, needs[:1]) is None
+def test_bytecode_without_room_is_refused_and_the_advice_works(
+        template_prefix: Path, small_fs: Path) -> None:
+    """The python-code phase's own need, on a filesystem where everything but the
+    compiled bytecode fits: refused up front, naming the phase and how to skip it; the
+    audit says the same in its JSON; and the skip it suggests then goes through."""
+    prefix = copy_prefix(template_prefix, small_fs / "prefix")
+    _leave_free(small_fs, 8 * MiB)
+    before = tree(prefix)
+
+    result = run_cli("shrink", "-y", "--python-code", "bytecode", str(prefix), timeout=600)
+    audit = run_cli("audit", "--json", "--python-code", "bytecode", str(prefix), timeout=600)
+
+    line = assert_one_line(result, 1, f"no space left on {prefix}'s filesystem",
+                           "the python-code phase needs ", "for compiled bytecode",
+                           "8.0 MiB are free", "pass --python-code source")
+    assert audit.returncode == 0, audit.stderr
+    assert json.loads(audit.stdout)["refused"] == line.removeprefix("Error: ")
+    assert_untouched(prefix, before)
+    advised = run_cli("shrink", "-y", "-q", "--python-code", "source", str(prefix),
+                      timeout=600)
+    assert advised.returncode == 0, advised.stderr
 
 
 def test_too_little_room_is_refused_up_front(template_prefix: Path, small_fs: Path) -> None:
@@ -91,7 +113,7 @@ def test_too_little_room_is_refused_up_front(template_prefix: Path, small_fs: Pa
     result = run_cli("shrink", "-y", str(prefix), timeout=600)
 
     assert audit.returncode == 0, audit.stderr
-    assert "a shrink would not have room: no space left on" in audit.stdout
+    assert "a shrink would be refused: no space left on" in audit.stdout
     assert_one_line(result, 1, f"no space left on {prefix}'s filesystem",
                     "the strip phase needs ", "MiB for stripped copies", "2.0 MiB are free",
                     "free space or pass --no-strip")
@@ -116,7 +138,7 @@ def test_read_only_mount_is_refused_before_anything_is_created(
     assert_one_line(result, 1, f"{prefix} is on a read-only filesystem",
                     "remount it read-write or shrink a writable copy")
     assert audit.returncode == 0, audit.stderr
-    assert "a shrink would be refused" in audit.stdout
+    assert json.loads(audit.stdout)["refused"].startswith(f"{prefix} is on a read-only")
     assert_untouched(prefix, before)
 
 
@@ -128,11 +150,21 @@ def test_directory_the_user_cannot_write_is_refused_up_front(
     before = tree(prefix)
 
     result = run_cli_as(UNPRIVILEGED, "shrink", "-y", str(prefix))
+    audit = run_cli_as(UNPRIVILEGED, "audit", "--json", str(prefix))
 
-    assert_one_line(result, 1, f"{locked} is not writable by this user",
-                    "run shrinkconda as the prefix's owner",
-                    "--keep 'lib/python3.11/site-packages/demopkg'")
+    line = assert_one_line(result, 1, f"{locked} is not writable by this user",
+                           "run shrinkconda as the prefix's owner",
+                           "--keep 'lib/python3.11/site-packages/demopkg'")
+    # The audit, a CI pre-flight, says the shrink would be refused, and why.
+    assert audit.returncode == 0, audit.stderr
+    refused = json.loads(audit.stdout)["refused"]
+    assert refused == line.removeprefix("Error: ")
+    assert f"a shrink would be refused: {refused}" in json.loads(audit.stdout)["notes"]
     assert_untouched(prefix, before)
+    # (--keep does not spare a file from the strip phase, which writes in there too.)
+    kept = run_cli_as(UNPRIVILEGED, "audit", "--json", "--no-strip", "--keep",
+                      "lib/python3.11/site-packages/demopkg", str(prefix))
+    assert json.loads(kept.stdout)["refused"] is None, kept.stderr
 
 
 def test_prefix_the_user_cannot_write_is_refused(template_prefix: Path, small_fs: Path) -> None:

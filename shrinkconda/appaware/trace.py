@@ -58,6 +58,11 @@ _FD = re.compile(r"<" + _HEX + r">")
 _AT_CWD = re.compile(r"AT_FDCWD<" + _HEX + r">")
 _MODULE_FILE = re.compile(r"\.(?:py|pyc|so)$")
 _OPENS = ("open", "openat", "openat2")
+_DRIVER_HEX = tuple("".join(f"\\x{b:02x}" for b in s.encode()) for s in ("libcuda.so",
+                                                                         "/dev/nvidia"))
+"""The CUDA driver's library and NVIDIA's device nodes as ``-xx`` spells them (never
+inside the env: the host's driver provides them)."""
+DRIVER_OPENED, DRIVER_MISSING = "opened", "missing"
 _PY_HEX = tuple("".join(f"\\x{b:02x}" for b in s.encode()) for s in (".py", ".pyc"))
 """``.py`` and ``.pyc`` as strace's ``-xx`` spells the end of a path."""
 
@@ -75,6 +80,10 @@ class Usage:
     sources_read: frozenset[str] = frozenset()
     """``.py`` files (relative) a workload read as text, not only to import them: opened
     although that process loaded their bytecode, or opened more than once."""
+    gpu_driver: str = ""
+    """What the trace saw of a GPU: :data:`DRIVER_OPENED` (a process opened the CUDA
+    driver ``libcuda.so*`` or a ``/dev/nvidia*`` device), :data:`DRIVER_MISSING` (one
+    looked for the driver and did not find it), or "" (nothing asked for a GPU)."""
 
 
 def find_strace() -> str:
@@ -117,7 +126,7 @@ def trace(prefix: Path, commands: Sequence[str], timeout: float = TIMEOUT,
     for label, argv in runs:
         _run_one(strace, label, argv, env, timeout, output, resolver)
     return Usage(frozenset(resolver.used), frozenset(_modules(resolver.used)),
-                 frozenset(resolver.sources_read))
+                 frozenset(resolver.sources_read), resolver.driver)
 
 
 def loaded_modules_in(prefix: Path) -> list[str]:
@@ -256,6 +265,8 @@ def _parse(lines: Iterable[str], label: str, resolver: _Resolver) -> None:
         if call is None:
             continue  # a signal, or a call that never returned
         name, args, result, returned = call.groups()
+        if name in _OPENS and any(h in args for h in _DRIVER_HEX):
+            resolver.driver_seen(ok=result != "?" and not result.startswith("-"))
         if result == "?" or result.startswith("-"):
             continue  # failed: a probe for a path that is not there keeps nothing
         if name == "io_uring_setup":
@@ -354,6 +365,15 @@ class _Resolver:
         self.sources_read: set[str] = set()
         self._dirs: dict[str, str | None] = {}
         self._done: set[str] = set()
+        self.driver = ""
+        """:attr:`Usage.gpu_driver` so far."""
+
+    def driver_seen(self, ok: bool) -> None:
+        """A process opened (``ok``) or failed to open the GPU driver or a device."""
+        if ok:
+            self.driver = DRIVER_OPENED
+        elif not self.driver:
+            self.driver = DRIVER_MISSING
 
     def add(self, path: str) -> None:
         if path in self._done:

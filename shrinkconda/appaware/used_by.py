@@ -11,7 +11,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from shrinkconda import distmeta, verify
@@ -156,4 +156,4 @@ def trace_workloads(prefix: Path, commands: Sequence[str], timeout: float,
                  distmeta.probe(python, Path(workdir))] if python else []
         usage = trace.trace(prefix, commands, timeout, output, extra)
     own = trace.resolve(prefix, [*trace.loaded_modules_in(prefix), sys.executable])
-    return Usage(usage.paths | own, usage.modules, usage.sources_read)
+    return replace(usage, paths=usage.paths | own)  # the GPU driver seen stays

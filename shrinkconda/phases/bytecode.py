@@ -35,7 +35,8 @@ FORMS = (SOURCE, BYTECODE, BOTH)
 ENTRY_POINT_GROUP = "shrinkconda.source_readers"
 _NO_PYTHON = "no lib/pythonX.Y: there is no Python code to compile"
 _TEMP = "python-code"
-"""Where in staging the compiled files wait to be swapped in."""
+"""Where in staging the compiled files wait to be swapped in (a failed write there is
+"writing compiled bytecode" in :mod:`~shrinkconda.transaction.faults`' messages)."""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import Callable
 
 from shrinkconda import verify
 from shrinkconda.errors import ShrinkError
+from shrinkconda.transaction import faults, testhooks
 
 SOURCELESS = "sourceless"
 """A legacy ``m.pyc`` where ``m.py`` was: the module itself, without its source."""
@@ -33,7 +34,8 @@ _PROBE = ("import sys, _frozen_importlib_external as e; "
 
 # Jobs arrive on stdin and answers leave on stdout as marshal-encoded tuples, each after
 # its length in 4 bytes. A pyc that is already an unchecked-hash file of its source is
-# left alone (size 0, current).
+# left alone (size 0, current). A failed read or write answers with its errno and path:
+# the filesystem's fault, not the module's.
 _COMPILER = r"""
 import _imp, marshal, os, sys
 import _frozen_importlib_external as e
@@ -48,6 +50,7 @@ while True:
     if len(size) < 4:
         break
     n, source, dfile, existing, out, form = marshal.loads(read(int.from_bytes(size, "little")))
+    path = source  # what a failed read() or write(), which names no file, was about
     try:
         with open(source, "rb") as f:
             data = f.read()
@@ -60,7 +63,7 @@ while True:
                 except OSError:
                     head = b""
                 if head[:4] == MAGIC and head[4:8] == b"\x01\0\0\0" and head[8:16] == digest:
-                    answer(n, 0, None, True)
+                    answer(n, 0, None, True, 0, b"")
                     continue
         code = compile(data, os.fsdecode(dfile), "exec", dont_inherit=True)
         if form == "unchecked":
@@ -69,11 +72,17 @@ while True:
             st = os.stat(source)
             pyc = e._code_to_timestamp_pyc(code, int(st.st_mtime), st.st_size)
         if out:
+            path = out
             with open(out, "wb") as f:
                 f.write(pyc)
-        answer(n, len(pyc), None, False)
+        answer(n, len(pyc), None, False, 0, b"")
+    except OSError as exc:
+        where = exc.filename if isinstance(exc.filename, (str, bytes)) else path
+        answer(n, 0, (type(exc).__name__ + ": " + str(exc)).splitlines()[0][:300], False,
+               exc.errno or 0, os.fsencode(where))
     except Exception as exc:
-        answer(n, 0, (type(exc).__name__ + ": " + str(exc)).splitlines()[0][:300], False)
+        answer(n, 0, (type(exc).__name__ + ": " + str(exc)).splitlines()[0][:300], False,
+               0, b"")
 """
 
 
@@ -152,18 +161,34 @@ def probe(prefix: Path) -> Interpreter:
 def compile_all(python: Interpreter, jobs: Sequence[Job], workers: int = 2,
                 progress: Callable[[int], None] | None = None) -> list[Compiled]:
     """Compile ``jobs`` with the prefix's python in ``workers`` processes, without debug
-    ranges (``-X no_debug_ranges``: 6-8 % smaller; tracebacks lose their carets)."""
+    ranges (``-X no_debug_ranges``: 6-8 % smaller; tracebacks lose their carets).
+
+    A module that does not compile gets its error in its :class:`Compiled`; a read or
+    write the filesystem fails as a whole (:data:`~shrinkconda.transaction.faults.FATAL`:
+    full, read-only, I/O error) raises that :class:`OSError` instead, for the shrink to be
+    undone like any other fault rather than half converted."""
     results: list[Compiled | None] = [None] * len(jobs)
     failures: list[str] = []
+    faulted: list[OSError] = []
     workers = max(1, min(workers, len(jobs)))
+    first = threading.Lock()  # held by the thread that got the first answer, for good
+
+    def answered(n: int) -> None:
+        if first.acquire(blocking=False) and jobs[n].out:
+            testhooks.reached("python-code")  # one module written, the rest under way
+        if progress is not None:
+            progress(1)
+
     threads = [threading.Thread(target=_compile_part,
                                 args=(python, jobs, range(w, len(jobs), workers), results,
-                                      failures, progress))
+                                      failures, faulted, answered))
                for w in range(workers)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    if faulted:
+        raise faulted[0]
     if failures:
         raise PythonCodeError(f"{python.path} could not compile modules ({failures[0]}); "
                               "nothing was changed; use --python-code source")
@@ -172,7 +197,7 @@ def compile_all(python: Interpreter, jobs: Sequence[Job], workers: int = 2,
 
 def _compile_part(python: Interpreter, jobs: Sequence[Job], part: range,
                   results: list[Compiled | None], failures: list[str],
-                  progress: Callable[[int], None] | None) -> None:
+                  faulted: list[OSError], answered: Callable[[int], None]) -> None:
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONNODEBUGRANGES": "1"}
     try:
         proc = subprocess.Popen(
@@ -204,13 +229,14 @@ def _compile_part(python: Interpreter, jobs: Sequence[Job], part: range,
         if len(head) < 4:
             break
         try:
-            n, size, error, current = marshal.loads(
+            n, size, error, current, code, where = marshal.loads(
                 proc.stdout.read(int.from_bytes(head, "little")))
         except (EOFError, ValueError, TypeError):
             break
+        if code in faults.FATAL:
+            faulted.append(OSError(code, os.strerror(code), os.fsdecode(where)))
         results[n] = Compiled(size, error, current)
-        if progress is not None:
-            progress(1)
+        answered(n)
     feeder.join()
     stderr = proc.stderr.read().decode(errors="replace") if proc.stderr is not None else ""
     if proc.wait() != 0 or any(results[n] is None for n in part):

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from shrinkconda.errors import StripToolMissing
 from shrinkconda.phases import strip
 from shrinkconda.phases.base import Outcome, Progress
 from shrinkconda.scan import Problem, Scan
+from shrinkconda.targets.gpu import licences
 from shrinkconda.transaction import journal
 from shrinkconda.transaction.preflight import Need, blocks
+from shrinkconda.units import counted
 
 NAME = "strip"
 """The phase's name in the report; ``--only``/``--skip`` take it like a strategy."""
@@ -30,20 +32,20 @@ class StripPhase:
 
     def predict(self, scan: Scan, removed: bytearray, earlier: Sequence[Outcome]) -> Outcome:
         """What stripping what the removals leave would replace."""
-        chosen = strip.candidates(scan, removed)
+        chosen, licensed = _allowed(scan, strip.candidates(scan, removed), earlier)
         predicted, problems = strip.predict(scan, chosen.indices, self.mode, self.progress)
         try:
             strip.find_tool()
         except StripToolMissing as exc:
             problems.append(Problem("", str(exc)))
         return Outcome(NAME, replaced=predicted, problems=problems,
-                       notes=_notes(scan, chosen, self.mode))
+                       notes=_notes(scan, chosen, self.mode, licensed))
 
     def make(self, scan: Scan, removed: bytearray, earlier: Sequence[Outcome],
              txn: journal.Transaction) -> Outcome:
         """Stripped copies beside the originals, for the transaction to swap in."""
-        chosen = strip.candidates(scan, removed)
-        notes = _notes(scan, chosen, self.mode)
+        chosen, licensed = _allowed(scan, strip.candidates(scan, removed), earlier)
+        notes = _notes(scan, chosen, self.mode, licensed)
         dirs = tuple(sorted({os.path.dirname(scan.paths[i]) for i in chosen.indices}))
         txn.prepare(dirs)
         try:
@@ -61,7 +63,7 @@ class StripPhase:
         patchelf edited are flagged as probably not strippable but tried, and such a
         copy is checked (and deleted) only once written (a 24 MiB OpenBLAS of numpy's
         wheel)."""
-        chosen = strip.candidates(scan, removed)
+        chosen, _ = _allowed(scan, strip.candidates(scan, removed), ())
         predicted, problems = strip.predict(scan, chosen.indices, self.mode)
         flagged = {p.path for p in problems}
         doubtful = max((blocks(scan.sizes[i]) for i in chosen.indices
@@ -72,6 +74,25 @@ class StripPhase:
                     dirs=tuple(sorted({os.path.dirname(p) for p in paths})), steps=paths)
 
 
-def _notes(scan: Scan, chosen: strip.Candidates, mode: str) -> tuple[str, ...]:
+def _allowed(scan: Scan, chosen: strip.Candidates, earlier: Sequence[Outcome]
+             ) -> tuple[strip.Candidates, int]:
+    """The candidates strip may rewrite, and how many NVIDIA redistributables it may
+    not: their licence forbids modifying them; and one replacement per file, so what an
+    earlier phase (``gpu-code``) replaces already is left to it."""
+    taken = {r.index for outcome in earlier for r in outcome.replaced}
+    taken |= (nvidia := licences.nvidia(scan, chosen.indices))
+    if not taken:
+        return chosen, 0
+    return replace(chosen, indices=tuple(i for i in chosen.indices if i not in taken)), \
+        len(nvidia)
+
+
+def _notes(scan: Scan, chosen: strip.Candidates, mode: str, licensed: int = 0
+           ) -> tuple[str, ...]:
     linked = strip.strippable(scan, chosen.linked_inside, mode)
-    return (strip.linked_inside_note(len(linked)),) if linked else ()
+    notes: tuple[str, ...] = (strip.linked_inside_note(len(linked)),) if linked else ()
+    if licensed:
+        verb = "it is" if licensed == 1 else "they are"
+        leaves = f"strip leaves {counted(licensed, 'NVIDIA redistributable')} as {verb}"
+        notes += (f"{leaves}: {licences.NVIDIA_REASON}",)
+    return notes

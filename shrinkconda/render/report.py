@@ -63,6 +63,10 @@ class Report:
     """Compressed sizes before and after, with ``--compressed``."""
     used_by: tuple[tuple[str, int], ...] = ()
     """``(package, bytes)``: what the used-by selection took from each package."""
+    refused: str | None = None
+    """In an audit: why a shrink of this prefix would be refused up front (a read-only
+    mount, a directory this user cannot change, too little room), in the shrink's own
+    words; ``None`` when it would go ahead."""
 
     @property
     def bytes_saved(self) -> int:
@@ -103,6 +107,7 @@ def to_json(report: Report) -> str:
         "broken": [asdict(b) for b in report.broken],
         "removed_packages": list(report.removed_packages),
         "used_by": dict(report.used_by),
+        "refused": report.refused,
     }
     if report.packages is not None:
         doc["packages"] = [{"name": p.name, "version": p.version, "kind": p.kind,

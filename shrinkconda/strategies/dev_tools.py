@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+from shrinkconda import runtime_compilers
 from shrinkconda.errors import ElfError
 from shrinkconda.phases import elf
 from shrinkconda.scan import DIR, FILE, MAGIC_ELF, Scan
@@ -71,9 +72,18 @@ def select(scan: Scan) -> Iterator[Choice]:
     ``2to3``), each unless code outside them imports it; and, once ``tkinter`` goes, the
     ``tk`` package (Tcl/Tk) unless an ELF object outside it needs one of its libraries.
 
+    An installer a runtime compiler imports when it compiles (setuptools for torch's
+    ``cpp_extension``, cffi, pyximport) stays whole.
+
     The removed packages' ``conda-meta`` records lose every path.
     """
-    yield from _whole_packages(scan, DISTRIBUTIONS)
+    needed = runtime_compilers.needed_distributions(scan)
+    yield from _whole_packages(scan, DISTRIBUTIONS - needed.keys())
+    for name, reason in sorted(needed.items()):
+        for site in _python.site_packages(scan):
+            for top in scan.children(site):
+                if scan.name(top) == name and name in DISTRIBUTIONS:
+                    yield Keep(top, reason)
     tkinter_goes = False
     for pylib in _python.python_libs(scan):
         entries = _component_entries(scan, pylib)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from shrinkconda import runtime_compilers
 from shrinkconda.scan import DIR, Scan
 from shrinkconda.strategies import _python
 from shrinkconda.strategies.base import Choice, Keep, Strategy
@@ -13,8 +14,16 @@ def select(scan: Scan) -> Iterator[Choice]:
     """The prefix's ``include/``, and ``include`` directories inside packages.
 
     A package whose runtime code calls ``get_include()`` (a JIT, a build helper that
-    compiles against its own headers) keeps its ``include`` directories.
+    compiles against its own headers) keeps its ``include`` directories, and what an
+    installed runtime compiler (:mod:`~shrinkconda.runtime_compilers`: torch's Inductor,
+    triton, cffi, ...) compiles against stays.
     """
+    chosen = [c for c in _select(scan) if isinstance(c, int)]
+    yield from runtime_compilers.spare(scan, chosen)
+    yield from _select(scan)
+
+
+def _select(scan: Scan) -> Iterator[Choice]:
     top_include = scan.find("include")
     if top_include is not None and scan.kinds[top_include] == DIR:
         yield top_include

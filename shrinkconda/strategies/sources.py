@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Iterator
 
+from shrinkconda import runtime_compilers
 from shrinkconda.scan import DIR, FILE, Scan
 from shrinkconda.strategies import _python
 from shrinkconda.strategies.base import Choice, Keep, Strategy
@@ -21,8 +22,15 @@ def select(scan: Scan) -> Iterator[Choice]:
 
     Stay: the sources of a package whose runtime code imports ``pyximport`` (it compiles
     ``.pyx`` files when they are imported), sources whose file name runtime code of the
-    same package spells out (read and compiled at run time), and Cython's own.
+    same package spells out (read and compiled at run time), Cython's own, and what an
+    installed runtime compiler compiles (numpy.distutils' ``checks/cpu_%s.c``).
     """
+    chosen = [c for c in _select(scan) if isinstance(c, int)]
+    yield from runtime_compilers.spare(scan, chosen)
+    yield from _select(scan)
+
+
+def _select(scan: Scan) -> Iterator[Choice]:
     for site in _python.site_packages(scan):
         for top in scan.children(site):
             if scan.kinds[top] != DIR or scan.name(top).endswith((".dist-info", ".egg-info")):

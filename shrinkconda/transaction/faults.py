@@ -12,7 +12,7 @@ from pathlib import Path
 
 from shrinkconda.errors import FilesystemError, Interrupted, ShrinkError
 from shrinkconda.scan import STATE_DIR, TEMP_SUFFIX
-from shrinkconda.transaction import interrupt
+from shrinkconda.transaction import interrupt, state
 from shrinkconda.units import human
 
 FATAL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EACCES})
@@ -86,25 +86,15 @@ def _undo(recover: Callable[[], Sequence[str]], root: Path, exc: BaseException
         return FilesystemError(
             f"{told[0]}; the shrink could not be finished or undone, so {root / STATE_DIR} "
             f"keeps what the next run needs to do it: {told[1] or 'fix that'}")
-    outcome = _outcome(notes, exc)
+    outcome = state.describe()  # after the recovery, which the state records
     if isinstance(exc, (Interrupted, KeyboardInterrupt)):
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
         return Interrupted(signum, f"{interrupt.name(signum)} received: {outcome}")
     if first is not None:
         return FilesystemError("; ".join(p for p in (first[0], outcome, first[1]) if p))
-    if isinstance(exc, ShrinkError) and notes:
+    if isinstance(exc, ShrinkError) and (notes or state.now() != state.UNTOUCHED):
         return type(exc)(f"{exc}; {outcome}")
     return exc
-
-
-def _outcome(notes: Sequence[str], exc: BaseException) -> str:
-    # The notes are Transaction.recover's, one per outcome it knows.
-    said = " ".join(notes)
-    if "finished" in said or getattr(exc, "finished", False):
-        return "the shrink was verified and committing, so it was finished: the prefix is shrunk"
-    if "rolled back" in said:
-        return "the shrink was rolled back, the prefix is as it was"
-    return "nothing was changed"
 
 
 def _first(exc: BaseException) -> str:
@@ -128,6 +118,8 @@ def _operation(path: str, root: Path | None) -> str:
         return "writing the shrink's journal"
     if name.endswith(TEMP_SUFFIX):
         return "writing a stripped copy"
+    if rel.startswith(f"{STATE_DIR}/staging/python-code/"):  # phases.bytecode's _TEMP
+        return "writing compiled bytecode"
     if rel.startswith(f"{STATE_DIR}/"):
         return "moving files into the staging directory"
     if rel == STATE_DIR:

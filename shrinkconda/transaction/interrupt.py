@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from types import FrameType
 
 from shrinkconda.errors import Interrupted, signal_name
+from shrinkconda.transaction import state
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 """The signals a shrink turns into a clean stop (``kill -9`` leaves recovery to the next
@@ -95,7 +96,9 @@ def _raise_pending() -> None:
         return
     _raised = True
     stop_children()
-    raise Interrupted(_received)
+    # Said now, from what the run did so far; the fault path says it again after any
+    # recovery it makes.
+    raise Interrupted(_received, f"{name(_received)} received: {state.describe()}")
 
 
 def stop_children() -> None:

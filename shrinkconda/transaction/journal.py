@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
-from shrinkconda.errors import Interrupted, ShrinkError
+from shrinkconda.errors import ShrinkError
 from shrinkconda.scan import STATE_DIR, TEMP_SUFFIX, Problem
-from shrinkconda.transaction import faults, interrupt, testhooks
+from shrinkconda.transaction import faults, interrupt, state, testhooks
 
 _CRASH_ENV = "SHRINKCONDA_TEST_CRASH_AFTER"
 """Test hook: SIGKILL this process after that many durable steps (see tests)."""
@@ -46,6 +46,7 @@ def locked(prefix: Path) -> Iterator[None]:
     The lock is ``flock`` on the prefix directory itself: the kernel drops it when the
     holder dies, so a killed run never leaves a stale lock behind.
     """
+    testhooks.reached("lock")
     fd = os.open(prefix, os.O_RDONLY | os.O_DIRECTORY)
     try:
         try:
@@ -172,6 +173,7 @@ class Transaction:
                 self._step()
         self._remove_temps(doc["temp_dirs"])
         self._finish()
+        state.rolled_back()
 
     def _unadd(self, path: str, temp: str) -> None:
         """Take back an added path: only if its temporary is gone, it was renamed in."""
@@ -186,16 +188,14 @@ class Transaction:
 
     def commit(self, payload: dict[str, Any], apply: Callable[[dict[str, Any]], object]) -> None:
         """Make the shrink final: record ``payload``, ``apply`` it, drop the staging.
-        Once begun it ends: a signal meanwhile is raised afterwards, marked finished."""
-        try:
-            with interrupt.shielded():
-                doc = self._read()
-                doc.update(state="committing", payload=payload)
-                self._write(doc)
-                self._complete(doc, apply)
-        except Interrupted as exc:
-            exc.finished = True
-            raise
+        Once begun it ends: a signal meanwhile is raised afterwards, and its message
+        says the prefix is shrunk (:mod:`~shrinkconda.transaction.state`)."""
+        with interrupt.shielded():
+            doc = self._read()
+            doc.update(state="committing", payload=payload)
+            self._write(doc)
+            state.committed()  # recovery finishes it from here on: no way back
+            self._complete(doc, apply)
 
     def recover(self, apply: Callable[[dict[str, Any]], object]) -> str | None:
         """Finish or roll back a transaction a killed run left; say which, or ``None``."""
@@ -210,6 +210,7 @@ class Transaction:
         except (OSError, ValueError):
             # Killed before the first journal write completed: nothing was moved yet.
             shutil.rmtree(self.state_dir, ignore_errors=True)
+            state.discarded()
             return "removed the state of a shrink that was killed before it changed anything"
         if doc["state"] == "committing":
             self._complete(doc, apply)
@@ -235,6 +236,7 @@ class Transaction:
                 except OSError:
                     pass  # already gone, or something new inside: leave it
         self._finish()
+        state.finished()
 
     def _remove_temps(self, temp_dirs: Sequence[str]) -> None:
         for directory in temp_dirs:
@@ -256,13 +258,15 @@ class Transaction:
         except OSError:
             pass
 
-    def _write_steps(self, state: str, steps: Sequence[Step], temp_dirs: Sequence[str]) -> None:
-        self._write({"state": state, "temp_dirs": list(temp_dirs),
+    def _write_steps(self, status: str, steps: Sequence[Step], temp_dirs: Sequence[str]
+                     ) -> None:
+        self._write({"state": status, "temp_dirs": list(temp_dirs),
                      "steps": [[s.path, s.staged, s.replacement] for s in steps]})
 
     def _write(self, doc: dict[str, Any]) -> None:
         """Replace the journal atomically and durably; no signal cuts it short."""
         with interrupt.shielded():
+            state.changing()  # before it: a half-written journal is this run's to undo
             self._write_durably(doc)
 
     def _write_durably(self, doc: dict[str, Any]) -> None:

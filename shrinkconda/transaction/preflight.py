@@ -92,14 +92,22 @@ def check(root: Path, the_plan: Plan, wanted: Sequence[Need]) -> None:
         raise NoRoomError(short)
 
 
-def notes(root: Path, wanted: Sequence[Need]) -> tuple[str, ...]:
-    """For an audit: why a shrink of this prefix would be refused, if it would."""
+def refusal(root: Path, the_plan: Plan, wanted: Sequence[Need]) -> str | None:
+    """For an audit (a CI pre-flight): why a shrink of this prefix would be refused, in
+    the words the shrink would use; ``None`` when the checks up front would pass. The
+    same checks, in the same order: the prefix writable, then every directory the shrink
+    must change, then the room."""
     try:
         check_writable(root)
+        check(root, the_plan, wanted)
     except FilesystemError as exc:
-        return (f"a shrink would be refused: {exc}",)
-    short = shortfall(root, wanted)
-    return (f"a shrink would not have room: {short}",) if short else ()
+        return str(exc)
+    return None
+
+
+def notes(refused: str | None) -> tuple[str, ...]:
+    """The audit's note for :func:`refusal`'s answer."""
+    return (f"a shrink would be refused: {refused}",) if refused else ()
 
 
 def shortfall(root: Path, wanted: Sequence[Need]) -> str | None:

@@ -11,10 +11,17 @@ full right before the journal is written. Unset (always, outside the tests), eac
 - ``SHRINKCONDA_TEST_FILL_AT=NAME:WHAT:DIR``: at ``NAME``, fill the filesystem of
   ``DIR`` with files in ``DIR`` until it has no ``bytes`` (or no ``inodes``) left.
 
-Points: ``prepare`` (nothing written yet), ``strip`` (journal written, stripped copies
-next), ``journal`` (the journal of the staging is written next), ``staging`` (the
-first path was staged), ``commit`` (committing: the records are rewritten next),
-``rollback`` (rolling back: nothing was put back yet).
+Points, in the order a shrink reaches them: ``lock`` (the prefix is locked next),
+``recovered`` (a leftover transaction, if any, was finished or rolled back),
+``python-code`` (the first module's bytecode was written into staging, the others'
+is being written), ``prepare`` (nothing written yet),
+``strip`` (journal written, stripped copies next), ``journal`` (the journal of the
+staging is written next), ``staging`` (the first path was staged), ``commit``
+(committing: the records are rewritten next), ``committed`` (the commit returned: the
+prefix is shrunk, the report is made next), ``report`` (the report is finished next: the
+breakdown, ``--compressed``), ``returned`` (the library returned to the command line);
+``rollback`` (rolling back: nothing was put back yet). An audit reaches ``lock`` and
+``recovered``.
 """
 
 from __future__ import annotations
