@@ -6,6 +6,7 @@
     .venv/bin/python scripts/bench.py profile audit|shrink PREFIX [--args='--no-verify']
     .venv/bin/python scripts/bench.py used-by [--reps 3] [--no-pyinstaller]
     .venv/bin/python scripts/bench.py startup [--reps 7] [--no-pyinstaller] [--only NAME ...]
+        [--python 3.13]
     .venv/bin/python scripts/bench.py gpu [--env DIR] [--wheels DIR] [--reps 5] [--only NAME ...]
 
 ``shrink``: each contender runs on its own fresh ``cp -a`` copy of the realistic prefix
@@ -674,6 +675,9 @@ def main(argv: list[str] | None = None) -> int:
     startup.add_argument("--no-pyinstaller", action="store_true")
     startup.add_argument("--only", nargs="+", metavar="NAME",
                          help="only these contenders (the unshrunk env always runs)")
+    startup.add_argument("--python", default=None, metavar="X.Y[t]",
+                         help="the realistic env for this interpreter (default the host's; "
+                              "its prefix defaults to WORKDIR/realistic-X.Y[t])")
     gpu = sub.add_parser("gpu", help="the realistic env plus pip install torch: bytes per "
                          "profile and --used-by, import torch (scripts/bench_gpu.py)")
     gpu.add_argument("--env", type=Path, default=Path("/work/cache/gpu/torch-env"),
@@ -690,7 +694,8 @@ def main(argv: list[str] | None = None) -> int:
     prof.add_argument("--args", default="", metavar="OPTIONS",
                       help="more shrinkconda options, one string: --args='--no-verify'")
     args = parser.parse_args(argv)
-    args.prefix = args.prefix or args.workdir / "realistic"
+    label = getattr(args, "python", None)
+    args.prefix = args.prefix or args.workdir / ("realistic" + (f"-{label}" if label else ""))
     args.shrinkconda_state = use_shrinkconda(args.shrinkconda, args.workdir.resolve())
     if args.kind == "audit":
         args.synth_dir = args.synth_dir or args.workdir

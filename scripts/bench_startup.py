@@ -62,8 +62,9 @@ def startup_bench(args: Any, shrinkconda_env: dict[str, str],
                   copy_tree: Callable[[Path, Path], Path]) -> dict[str, Any]:
     template: Path = args.prefix.resolve()
     if not (template / "conda-meta").is_dir():
+        python = ["--python", args.python] if getattr(args, "python", None) else []
         subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "build_realistic_env.py"),
-                        str(template)], check=True)
+                        str(template), *python], check=True)
     work = args.workdir.resolve() / "startup"
     work.mkdir(parents=True, exist_ok=True)
     home = work / "home"
@@ -90,8 +91,17 @@ def startup_bench(args: Any, shrinkconda_env: dict[str, str],
         print(f"round {rep + 1}/{args.reps} done", file=sys.stderr)
     base = statistics.median(next(c for c in ready if c.name == "unshrunk").walls)
     return {"kind": "startup", "prefix": str(template), "reps": args.reps,
+            "python": _version(template),
             "imports": IMPORTS, "shrinkconda": args.shrinkconda_state,
             "contenders": [_result(c, base) for c in contenders]}
+
+
+def _version(prefix: Path) -> str:
+    """``3.13.5``, ``3.13.5t``: the prefix's interpreter, as it says."""
+    code = "import sys; print('%d.%d.%d' % sys.version_info[:3] + sys.abiflags)"
+    said = subprocess.run([str(prefix / "bin" / "python"), "-c", code],
+                          capture_output=True, text=True, check=False)
+    return said.stdout.strip()
 
 
 def _start(c: Contender, home: Path) -> float:
@@ -274,8 +284,8 @@ def startup_table(r: dict[str, Any]) -> str:
         rows.append(f"| {c['label']} | {size_cells} | {start} | {ratio} | {to_compiled} "
                     f"| {works} |")
     rows.append("")
-    rows.append(f"{r['reps']} starts each, alternating; `PYTHONDONTWRITEBYTECODE=1 python -c "
-                f"\"{r['imports']}\"`")
+    rows.append(f"Python {r.get('python') or '?'}; {r['reps']} starts each, alternating; "
+                f"`PYTHONDONTWRITEBYTECODE=1 python -c \"{r['imports']}\"`")
     return "\n".join(rows)
 
 

@@ -2,7 +2,7 @@
 """Build a realistic data-science conda prefix offline: PyPI wheels made into .conda packages.
 
     .venv/bin/python scripts/build_realistic_env.py DEST [--force] [--with-dev-tools]
-        [--full-stdlib] [--pkgs-dir DIR]
+        [--full-stdlib] [--pkgs-dir DIR] [--python 3.13]
 
 numpy, scipy, pandas, matplotlib and scikit-learn with their dependencies (pinned cp311
 manylinux wheels, test suites and auditwheel's patchelf-rewritten ``*.libs/`` kept) plus
@@ -12,7 +12,9 @@ packages hard-linked into the env), the way a miniconda base install looks, or w
 ``--pkgs-dir DIR`` from a cache outside it, as named envs, micromamba and pixi have it.
 ``--full-stdlib`` packages the stdlib as conda-forge's python package has it (``idlelib``,
 ``tkinter``, ``turtledemo``, ``ensurepip``, ``lib2to3``, bytecode, ``bin/idle3``) and adds
-the ``tk`` package (the host's Tcl/Tk) it depends on.
+the ``tk`` package (the host's Tcl/Tk) it depends on. ``--python 3.13`` (or ``3.13t``)
+builds it for that interpreter instead of the host's (``scripts/install_python.py``
+installs it): its python package, its wheels (cp313), bytecode compiled by it.
 
 Downloads go to ``<fixture cache>/wheels`` and built packages to
 ``<fixture cache>/packages``; a warm rebuild only installs.
@@ -33,10 +35,12 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from fixtures import pythons
 from fixtures.builder import build_recipe, fixture_cache_dir
 from fixtures.conda import add_to_channel, index_channel
 from fixtures.cpython import python_recipe, tk_recipe
 from fixtures.install import install
+from fixtures.pythons import Python
 from fixtures.wheels import Wheel, cached_wheels, wheel_recipe
 
 #: The workload. Every version has cp311 manylinux x86_64 wheels (or is pure Python).
@@ -66,9 +70,11 @@ SPECS = ("python", "numpy", "scipy", "pandas", "matplotlib", "scikit-learn")
 DEV_TOOL_PINS = ("pip==24.3.1", "setuptools==75.6.0", "wheel==0.45.1")
 
 
-def wheels(cache: Path, pins: tuple[str, ...] = PINS) -> list[Wheel]:
-    """The pinned wheels, downloading only those not cached yet."""
-    return cached_wheels(pins, cache / "wheels")
+def wheels(cache: Path, pins: tuple[str, ...] = PINS, py: Python | None = None
+           ) -> list[Wheel]:
+    """The pinned wheels for ``py`` (default the host's), downloading only those not
+    cached yet."""
+    return cached_wheels(pins, cache / "wheels", py)
 
 
 def channel(cache: Path, archives: list[tuple[str, Path]]) -> Path:
@@ -115,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
                              "has them")
     parser.add_argument("--full-stdlib", action="store_true",
                         help="the stdlib as conda-forge's python package has it, with its tk")
+    parser.add_argument("--python", default=None, metavar="X.Y[t]",
+                        help="build it for this interpreter (scripts/install_python.py), "
+                             "not the host's")
     parser.add_argument("--cache", type=Path, default=None,
                         help="fixture cache (default: $SHRINKCONDA_FIXTURE_CACHE or "
                              ".fixture-cache/)")
@@ -125,20 +134,26 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{dest} exists; pass --force to replace it")
         shutil.rmtree(dest)
     cache = args.cache or fixture_cache_dir()
+    py = None
+    if args.python:
+        py = pythons.find(args.python)
+        if py is None:
+            parser.error(f"no Python {args.python} at {pythons.location(args.python)}: "
+                         f"scripts/install_python.py {args.python} /opt/python{args.python}")
     timings: dict[str, float] = {}
 
     start = time.perf_counter()
     pins = PINS + (DEV_TOOL_PINS if args.with_dev_tools else ())
     specs = SPECS + (tuple(p.split("==")[0] for p in DEV_TOOL_PINS) if args.with_dev_tools
                      else ())
-    found = wheels(cache, pins)
+    found = wheels(cache, pins, py)
     timings["download"] = time.perf_counter() - start
 
     start = time.perf_counter()
     names = [w.name for w in found]
-    pythons = [python_recipe(full_stdlib=True), tk_recipe()] if args.full_stdlib \
-        else [python_recipe()]
-    recipes = [*pythons, *(wheel_recipe(w, ["python", *names]) for w in found)]
+    interpreter = [python_recipe(full_stdlib=True, python=py), tk_recipe()] \
+        if args.full_stdlib else [python_recipe(python=py)]
+    recipes = [*interpreter, *(wheel_recipe(w, ["python", *names], py) for w in found)]
     archives = [(r.subdir, build_recipe(r, cache)) for r in recipes]
     timings["packages"] = time.perf_counter() - start
 

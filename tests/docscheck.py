@@ -43,6 +43,7 @@ FOREIGN_OPTIONS: Mapping[str, str] = {
     "--force-pkgs-dirs": "conda clean", "--symlinks": "zip",
     "--invalidation-mode": "python -m compileall", "--read-only": "docker run",
     "--isolation": "podman build",
+    "--disable-gil": "CPython's configure", "--enable-shared": "CPython's configure",
 }
 """Long options of other tools that the docs name on their own, and whose they are."""
 

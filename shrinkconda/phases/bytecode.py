@@ -119,7 +119,7 @@ class PythonCodePhase:
         if self.form == SOURCE or not any(True for _ in _python.python_libs(scan)):
             return None
         python = pycompile.probe(scan.prefix)
-        tree = scan.find(f"lib/python{python.version}")
+        tree = scan.find(python.tree)
         if tree is None:
             return None
         modules = [m for m in _modules(scan, removed, protected_by(scan, self.keep), tree,
@@ -137,11 +137,10 @@ class PythonCodePhase:
         if not any(True for _ in _python.python_libs(scan)):
             return Outcome(NAME, notes=(_NO_PYTHON,))
         python = pycompile.probe(scan.prefix)
-        tree = scan.find(f"lib/python{python.version}")
+        tree = scan.find(python.tree)
         notes = tuple(f"{scan.paths[i]} belongs to another Python than bin/python "
-                      f"({python.version}): its code was left as it is"
-                      for i in _python.python_libs(scan)
-                      if scan.paths[i] != f"lib/python{python.version}")
+                      f"({python.version}{python.abiflags}): its code was left as it is"
+                      for i in _python.python_libs(scan) if scan.paths[i] != python.tree)
         notes += unmatched(self.convert, scan) if self.form == BYTECODE else ()
         if tree is None:
             return Outcome(NAME, notes=notes)

@@ -27,9 +27,10 @@ UNCHECKED = "unchecked"
 # The probe and the compiler run inside the environment's python (3.9 or newer) and use
 # only what it has built in or frozen: after a --used-by shrink, its stdlib holds only what
 # the workloads loaded, and json or importlib.util may be gone.
+# abiflags: a free-threaded 3.13's tree is lib/python3.13t; "-" stands for none.
 _PROBE = ("import sys, _frozen_importlib_external as e; "
           "print('%d.%d' % sys.version_info[:2], sys.implementation.cache_tag, "
-          "e.MAGIC_NUMBER.hex())")
+          "e.MAGIC_NUMBER.hex(), getattr(sys, 'abiflags', '') or '-')")
 
 # Jobs arrive on stdin and answers leave on stdout as marshal-encoded tuples, each after
 # its length in 4 bytes. A pyc that is already an unchecked-hash file of its source is
@@ -95,11 +96,19 @@ class Interpreter:
 
     path: Path
     version: str
-    """``3.11``: its tree is ``lib/python3.11``."""
+    """``3.11``."""
     cache_tag: str
-    """``cpython-311``: the middle of its ``__pycache__`` file names."""
+    """``cpython-311``: the middle of its ``__pycache__`` file names (``cpython-313``
+    for a free-threaded 3.13 too)."""
     magic: str
     """Its bytecode magic number, in hex."""
+    abiflags: str = ""
+    """``t`` for a free-threaded build."""
+
+    @property
+    def tree(self) -> str:
+        """``lib/python3.11``; ``lib/python3.13t`` for a free-threaded 3.13."""
+        return f"lib/python{self.version}{self.abiflags}"
 
 
 @dataclass(frozen=True)
@@ -138,7 +147,7 @@ def probe(prefix: Path) -> Interpreter:
     try:
         run = subprocess.run([str(python), "-I", "-B", "-c", _PROBE], capture_output=True,
                              text=True, check=False, timeout=60, stdin=subprocess.DEVNULL)
-        version, tag, magic = run.stdout.strip().splitlines()[-1].split()
+        version, tag, magic, abiflags = run.stdout.strip().splitlines()[-1].split()
     except (OSError, ValueError, IndexError, subprocess.TimeoutExpired) as exc:
         why = (run.stderr.strip().splitlines() or [""])[-1] if "run" in locals() else str(exc)
         raise PythonCodeError(f"{python} does not run ({why or exc}); nothing was changed; "
@@ -146,7 +155,7 @@ def probe(prefix: Path) -> Interpreter:
     if not tag:
         raise PythonCodeError(f"{python} cannot write bytecode (it has no cache tag); "
                               "use --python-code source")
-    return Interpreter(python, version, tag, magic)
+    return Interpreter(python, version, tag, magic, abiflags.strip("-"))
 
 
 def compile_all(python: Interpreter, jobs: Sequence[Job], workers: int = 2,
