@@ -352,7 +352,8 @@ def _phases(options: Options, mode: str | None, dedups: bool, usage: trace.Usage
     if gpu is not None:
         chosen.append(gpu_phase.GpuPhase(gpu, not options.no_ptx, _stage(progress, gpu_phase.NAME)))
     if mode is not None:
-        chosen.append(strip_phase.StripPhase(mode, options.jobs, _stage(progress, STRIP)))
+        chosen.append(strip_phase.StripPhase(mode, options.jobs, _stage(progress, STRIP),
+                                             keep=options.keep))
     if dedups:
         chosen.append(dedup_phase.DedupPhase(options.conda_pack_views))
     return chosen + cpu_cap.phases(cpu)

@@ -365,6 +365,15 @@ def test_no_strip_leaves_elf_files_alone(prefix: Path) -> None:
     assert lib.stat().st_ino == inode and has_debug(lib)
 
 
+def test_keep_spares_an_elf_file_from_the_strip(prefix: Path) -> None:
+    lib = prefix / "lib/libdemo.so.1.0.0"
+    inode = lib.stat().st_ino
+    report = pipeline.shrink(prefix, Options(keep=("lib/libdemo.so*",)))
+    assert not report.rolled_back, report.broken
+    assert lib.stat().st_ino == inode and has_debug(lib)
+    assert any(line.name == "strip" and line.saving.files for line in report.lines)
+
+
 def test_a_kept_cache_is_a_note_not_an_error(prefix: Path) -> None:
     lib = prefix / "lib/libdemo.so.1.0.0"
     inode = lib.stat().st_ino

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from shrinkconda.errors import StripToolMissing
 from shrinkconda.phases import strip
 from shrinkconda.phases.base import Outcome, Progress
+from shrinkconda.plan import protected_by
 from shrinkconda.scan import Problem, Scan
 from shrinkconda.targets.gpu import licences
 from shrinkconda.transaction import journal
@@ -29,10 +30,12 @@ class StripPhase:
     jobs: int | None = None
     progress: Progress = None
     name: str = NAME
+    keep: Sequence[str] = ()
+    """``--keep`` globs: what they match stays exactly as it is, unstripped too."""
 
     def predict(self, scan: Scan, removed: bytearray, earlier: Sequence[Outcome]) -> Outcome:
         """What stripping what the removals leave would replace."""
-        chosen, licensed = _allowed(scan, strip.candidates(scan, removed), earlier)
+        chosen, licensed = _allowed(scan, strip.candidates(scan, removed), earlier, self.keep)
         predicted, problems = strip.predict(scan, chosen.indices, self.mode, self.progress)
         try:
             strip.find_tool()
@@ -44,7 +47,7 @@ class StripPhase:
     def make(self, scan: Scan, removed: bytearray, earlier: Sequence[Outcome],
              txn: journal.Transaction) -> Outcome:
         """Stripped copies beside the originals, for the transaction to swap in."""
-        chosen, licensed = _allowed(scan, strip.candidates(scan, removed), earlier)
+        chosen, licensed = _allowed(scan, strip.candidates(scan, removed), earlier, self.keep)
         notes = _notes(scan, chosen, self.mode, licensed)
         dirs = tuple(sorted({os.path.dirname(scan.paths[i]) for i in chosen.indices}))
         txn.prepare(dirs)
@@ -63,7 +66,7 @@ class StripPhase:
         patchelf edited are flagged as probably not strippable but tried, and such a
         copy is checked (and deleted) only once written (a 24 MiB OpenBLAS of numpy's
         wheel)."""
-        chosen, _ = _allowed(scan, strip.candidates(scan, removed), ())
+        chosen, _ = _allowed(scan, strip.candidates(scan, removed), (), self.keep)
         predicted, problems = strip.predict(scan, chosen.indices, self.mode)
         flagged = {p.path for p in problems}
         doubtful = max((blocks(scan.sizes[i]) for i in chosen.indices
@@ -74,12 +77,16 @@ class StripPhase:
                     dirs=tuple(sorted({os.path.dirname(p) for p in paths})), steps=paths)
 
 
-def _allowed(scan: Scan, chosen: strip.Candidates, earlier: Sequence[Outcome]
-             ) -> tuple[strip.Candidates, int]:
+def _allowed(scan: Scan, chosen: strip.Candidates, earlier: Sequence[Outcome],
+             keep: Sequence[str]) -> tuple[strip.Candidates, int]:
     """The candidates strip may rewrite, and how many NVIDIA redistributables it may
-    not: their licence forbids modifying them; and one replacement per file, so what an
-    earlier phase (``gpu-code``) replaces already is left to it."""
+    not: their licence forbids modifying them; one replacement per file, so what an
+    earlier phase (``gpu-code``) replaces already is left to it; and nothing ``keep``
+    protects."""
     taken = {r.index for outcome in earlier for r in outcome.replaced}
+    if keep:
+        protected = protected_by(scan, keep)
+        taken |= {i for i in chosen.indices if protected[i] == 1}
     taken |= (nvidia := licences.nvidia(scan, chosen.indices))
     if not taken:
         return chosen, 0
