@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import install_python39  # a sibling script, not a package
-from install_python39 import KEYRING, InstallError, debian_mirror
+from install_python39 import InstallError, private_apt
 
 #: Version -> (Debian suite, source package). The source is the same for both 3.13s.
 SOURCES = {"3.13": ("trixie", "python3.13"), "3.13t": ("trixie", "python3.13")}
@@ -103,15 +103,7 @@ def install(version: str, root: Path) -> str:
 def download_source(work: Path, suite: str, package: str) -> Path:
     """``apt-get source --download-only`` of ``package`` from ``suite``, with apt's own
     lists kept under ``work``; returns the upstream tarball."""
-    signed = f"[signed-by={KEYRING}] " if KEYRING.exists() else ""
-    (work / "sources.list").write_text(f"deb-src {signed}{debian_mirror()} {suite} main\n")
-    for sub in ("parts", "debs", "lists/partial", "cache/archives/partial"):
-        (work / sub).mkdir(parents=True)
-    apt = ["apt-get", "-qq", "-o", f"Dir::Etc::SourceList={work / 'sources.list'}",
-           "-o", f"Dir::Etc::SourceParts={work / 'parts'}",
-           "-o", f"Dir::State::Lists={work / 'lists'}",
-           "-o", f"Dir::Cache={work / 'cache'}", "-o", "APT::Sandbox::User=root"]
-    _run([*apt, "update"])
+    apt = private_apt(work, "deb-src", suite)
     _run([*apt, "source", "--download-only", f"{package}/{suite}"], cwd=work / "debs")
     found = sorted((work / "debs").glob("*.orig.tar.*z"))
     if not found:

@@ -67,15 +67,8 @@ def install(root: Path) -> str:
     """Download and unpack the packages into ``root``; returns the interpreter's version."""
     with tempfile.TemporaryDirectory(prefix="python39-apt-") as tmp:
         work = Path(tmp)
-        signed = f"[signed-by={KEYRING}] " if KEYRING.exists() else ""
-        (work / "sources.list").write_text(f"deb {signed}{debian_mirror()} {SUITE} main\n")
-        for sub in ("parts", "debs", "tools", "lists/partial", "cache/archives/partial"):
-            (work / sub).mkdir(parents=True)
-        apt = ["apt-get", "-qq", "-o", f"Dir::Etc::SourceList={work / 'sources.list'}",
-               "-o", f"Dir::Etc::SourceParts={work / 'parts'}",
-               "-o", f"Dir::State::Lists={work / 'lists'}",
-               "-o", f"Dir::Cache={work / 'cache'}", "-o", "APT::Sandbox::User=root"]
-        _run([*apt, "update"])
+        apt = private_apt(work, "deb", SUITE)
+        (work / "tools").mkdir()
         # pkg/suite: the system's newer python3-distutils would otherwise be the candidate.
         _run([*apt, "download", *(f"{p}/{SUITE}" for p in (*PACKAGES, "patchelf"))],
              cwd=work / "debs")
@@ -108,6 +101,22 @@ def link_beside(root: Path, patchelf: Path) -> None:
         if set(needed) & set(BESIDE):
             rpath = "$ORIGIN/" + os.path.relpath(libs, obj.parent)
             _run([str(patchelf), "--set-rpath", rpath, str(obj)])
+
+
+def private_apt(work: Path, kind: str, suite: str) -> list[str]:
+    """An ``apt-get`` command line whose only source is Debian ``suite`` (``kind``:
+    ``deb`` or ``deb-src``) and whose lists and cache live under ``work``, its lists
+    updated; ``work/debs`` is made for downloads. The system's apt state is not touched."""
+    signed = f"[signed-by={KEYRING}] " if KEYRING.exists() else ""
+    (work / "sources.list").write_text(f"{kind} {signed}{debian_mirror()} {suite} main\n")
+    for sub in ("parts", "debs", "lists/partial", "cache/archives/partial"):
+        (work / sub).mkdir(parents=True)
+    apt = ["apt-get", "-qq", "-o", f"Dir::Etc::SourceList={work / 'sources.list'}",
+           "-o", f"Dir::Etc::SourceParts={work / 'parts'}",
+           "-o", f"Dir::State::Lists={work / 'lists'}",
+           "-o", f"Dir::Cache={work / 'cache'}", "-o", "APT::Sandbox::User=root"]
+    _run([*apt, "update"])
+    return apt
 
 
 def debian_mirror() -> str:
