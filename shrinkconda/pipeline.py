@@ -140,9 +140,9 @@ def audit(prefix: str | os.PathLike[str], options: Options = Options(),
         testhooks.reached("recovered")
         usage = used_by.trace_workloads(root, options.used_by, options.used_by_timeout,
                                         options.command_output)
-        the_plan, problems, cpu = _plan(root, chosen, plugin_problems, options, progress, usage,
-                                        target, gpu)
-        notes += cpu.notes + (used_by.pruned_note(the_plan) if usage else ())
+        the_plan, problems, plan_notes, cpu = _plan(root, chosen, plugin_problems, options,
+                                                    progress, usage, target, gpu)
+        notes += plan_notes
         extras = breakdown.Breakdown(options.extras, the_plan)
         removed = the_plan.removed()
         phases = _phases(options, mode, dedups, usage, progress, cpu, gpu)
@@ -193,9 +193,9 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
         # --used-by keeps what its commands use: a compile none of them ran may break
         compiling = background.submit(runtime_compilers.working, root, verify.python_of(root)
                                       if options.verify and not options.used_by else None)
-        the_plan, problems, cpu = _plan(root, chosen, plugin_problems, options, progress, usage,
-                                        target, gpu)
-        notes += cpu.notes + (used_by.pruned_note(the_plan) if usage else ())
+        the_plan, problems, plan_notes, cpu = _plan(root, chosen, plugin_problems, options,
+                                                    progress, usage, target, gpu)
+        notes += plan_notes
         extras = breakdown.Breakdown(options.extras, the_plan)  # reads what the shrink changes
         scan_ = the_plan.scan
         if usage is not None:  # the modules to check depend on what the plan prunes
@@ -316,25 +316,28 @@ def _resolve(options: Options
 def _plan(root: Path, chosen: Sequence[strategies.Strategy], plugin_problems: list[Problem],
           options: Options, progress: StageProgress, usage: trace.Usage | None = None,
           target: cpu_target.Target | None = None, gpu: gpu_archs.GpuTarget | None = None
-          ) -> tuple[Plan, list[Problem], cpu_target.Dispatch]:
+          ) -> tuple[Plan, list[Problem], tuple[str, ...], cpu_target.Dispatch]:
+    """The plan, its problems, what the hardware targets and ``--used-by`` have to say
+    about it, and the CPU dispatch choice the phases and verification need."""
     the_scan: Scan = scan(root, _stage(progress, "scan"))
     pruning = used_by.prune(the_scan, usage) if usage is not None else None
     cpu = cpu_target.choose(the_scan, target, pruning.used if pruning else None, os.environ)
     ondemand = gpu_ondemand.choose(the_scan, pruning.used if pruning else None,
                                    usage.gpu_driver if usage else "")
     problems = [*plugin_problems, *the_scan.problems, *cpu.problems, *ondemand.problems]
-    cpu = replace(cpu, notes=(*cpu.notes, *ondemand.notes))  # one place for the targets' notes
     chosen = (*chosen, cpu.strategy) if target is not None else chosen
     if gpu is not None:
         known, failed = gpu_families.available()
         chosen = (*chosen, gpu_files.strategy(gpu, families=known))
         problems += [p for p in failed if p not in problems]  # ondemand's may name them
     used = ondemand.guard(cpu.guard(pruning.used if pruning else None, len(the_scan)))
+    notes = (*cpu.notes, *ondemand.notes)
     if pruning is None:
-        return plan(the_scan, chosen, options.keep, used), problems, cpu
+        return plan(the_scan, chosen, options.keep, used), problems, notes, cpu
     # used-by runs after the built-ins: they keep their lines
-    return plan(the_scan, chosen, options.keep, used, pruning.released,
-                last=pruning.strategy), problems, cpu
+    the_plan = plan(the_scan, chosen, options.keep, used, pruning.released,
+                    last=pruning.strategy)
+    return the_plan, problems, (*notes, *used_by.pruned_note(the_plan)), cpu
 
 
 def _phases(options: Options, mode: str | None, dedups: bool, usage: trace.Usage | None,
