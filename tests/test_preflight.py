@@ -51,7 +51,7 @@ def test_the_strip_need_covers_the_copies_a_real_shrink_writes(
     """The need, predicted without writing, against the stripped copies a real shrink
     has on disk when it pauses before staging (then a signal rolls it back)."""
     options, chosen, _, problems = pipeline._resolve(Options())
-    the_plan, _, _ = pipeline._plan(template_prefix, chosen, problems, options, None)
+    the_plan, _, _, _ = pipeline._plan(template_prefix, chosen, problems, options, None)
     room = strip_phase.StripPhase("debug").room(the_plan.scan, the_plan.removed())
     needs = {n.phase: n for n in preflight.needs(the_plan, [room])}
     run = Paused(tmp_path, "journal", str(prefix))
@@ -72,7 +72,7 @@ def test_the_strip_need_covers_the_copies_a_real_shrink_writes(
 
 def test_compiled_bytecode_is_a_need_of_its_own(template_prefix: Path) -> None:
     options, chosen, _, problems = pipeline._resolve(Options(python_code="bytecode"))
-    the_plan, _, _ = pipeline._plan(template_prefix, chosen, problems, options, None)
+    the_plan, _, _, _ = pipeline._plan(template_prefix, chosen, problems, options, None)
     phase = bytecode.PythonCodePhase("bytecode")
     room = phase.room(the_plan.scan, the_plan.removed())
     made = phase.predict(the_plan.scan, the_plan.removed(), ())
