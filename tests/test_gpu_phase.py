@@ -26,6 +26,24 @@ NVIDIA = "nvidia/cublas/lib/libcublas_fake.so.13"
 OTHER = "someproject/libgpu.so"
 DEBUG_NVIDIA = "nvidia/cufft/lib/libdebug.so"
 DEBUG_OTHER = "someproject/libdebug.so"
+#: An NVIDIA project under an open-source licence (NCCL ships BSD-3-Clause): modifiable.
+DEBUG_NCCL = "nvidia/nccl/lib/libdebug.so"
+NCCL_DIST = "nvidia_nccl_cu13-2.30.7.dist-info"
+BSD = """\
+ Copyright (c) 2015-2020, NVIDIA CORPORATION. All rights reserved.
+
+ Redistribution and use in source and binary forms, with or without
+ modification, are permitted provided that the following conditions
+ are met:
+  * Redistributions of source code must retain the above copyright
+    notice, this list of conditions and the following disclaimer.
+  * Neither the name of NVIDIA CORPORATION nor the names of its
+    contributors may be used to endorse or promote products derived
+    from this software without specific prior written permission.
+
+ THIS SOFTWARE IS PROVIDED BY THE COPYRIGHT HOLDERS ``AS IS'' AND ANY
+ EXPRESS OR IMPLIED WARRANTIES ARE DISCLAIMED.
+"""
 TRITON = "triton/backends"
 BLACKWELL_ONLY = (f"{TRITON}/nvidia/bin/ptxas-blackwell",
                   f"{TRITON}/nvidia/lib/cupti-blackwell/libcupti.so.13",
@@ -48,10 +66,17 @@ def template_gpu(template_prefix: Path, tmp_path_factory: pytest.TempPathFactory
         shutil.copy(src, site / rel)
     c_file = tmp_path_factory.mktemp("c") / "debug.c"
     c_file.write_text("int answer(void) { return 42; }\n")
-    for rel in (DEBUG_NVIDIA, DEBUG_OTHER):  # host code with debug info, which strip removes
+    for rel in (DEBUG_NVIDIA, DEBUG_OTHER, DEBUG_NCCL):  # host code with debug info
         (site / rel).parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(["gcc", "-g", "-shared", "-fPIC", "-o", str(site / rel), str(c_file)],
                        check=True)
+    nccl = site / NCCL_DIST
+    (nccl / "licenses").mkdir(parents=True)
+    (nccl / "licenses" / "License.txt").write_text(BSD)
+    (nccl / "METADATA").write_text("Metadata-Version: 2.4\nName: nvidia-nccl-cu13\n"
+                                   "Version: 2.30.7\nLicense-Expression: "
+                                   "LicenseRef-NVIDIA-Proprietary\nLicense-File: License.txt\n")
+    (nccl / "RECORD").write_text(f"{DEBUG_NCCL},,\n{NCCL_DIST}/RECORD,,\n")
     for rel in (*BLACKWELL_ONLY, *TRITON_STAYS):
         (site / rel).parent.mkdir(parents=True, exist_ok=True)
         (site / rel).write_bytes(b"\0" * 5000)
@@ -97,6 +122,7 @@ def test_shrink_rewrites_only_the_open_library(template_gpu: Path, gpu_prefix: P
     site = gpu_prefix / _site(gpu_prefix)
     before = {rel: (site / rel).read_bytes()
               for rel in (NVIDIA, OTHER, TIGHT, BROKEN, DEBUG_NVIDIA, DEBUG_OTHER)}
+    before_nccl = (site / DEBUG_NCCL).read_bytes()
     default = audit(template_gpu)
     predicted = audit(template_gpu, Options(target_gpu="sm_90"))
     check = f"{gpu_prefix}/bin/python -c '{cuda.HOST_CALLS}' {site / OPEN}"
@@ -106,6 +132,9 @@ def test_shrink_rewrites_only_the_open_library(template_gpu: Path, gpu_prefix: P
     assert abs(predicted.size_after - report.size_after) <= 0.01 * report.size_after
     assert set(cuda.cuobjdump_list(site / OPEN)) == {"sm_90 cubin", "sm_90 PTX"}
     assert (site / DEBUG_OTHER).read_bytes() != before.pop(DEBUG_OTHER)  # stripped
+    # NCCL's own licence is BSD (whatever its METADATA says): stripped like any other.
+    assert b".debug_info" in before_nccl and b".debug_info" not in (site / DEBUG_NCCL
+                                                                      ).read_bytes()
     for rel, data in before.items():  # NVIDIA's are never modified, by strip neither
         assert (site / rel).read_bytes() == data, rel
     assert any(n.startswith("strip leaves 2 NVIDIA redistributables as they are")

@@ -123,6 +123,7 @@ class GpuPhase:
 def find(scan: Scan, removed: bytearray) -> tuple[list[Library], list[Problem]]:
     """Every ELF file that stays and holds device code, with its licence verdict."""
     chosen = strip.candidates(scan, removed)
+    licensing = licences.Licences(scan)
     libraries, problems = [], []
     for index in (*chosen.indices, *chosen.linked_inside):
         if scan.sizes[index] < 4096:
@@ -140,7 +141,7 @@ def find(scan: Scan, removed: bytearray) -> tuple[list[Library], list[Problem]]:
             problems.append(Problem(scan.paths[index], f"unreadable: {exc.strerror}"))
             continue
         if fat is not None and fat.containers:
-            verdict = licences.verdict(scan, index)
+            verdict = licensing.verdict(index)
             if index in chosen.linked_inside and verdict.rewrite:
                 verdict = licences.Verdict(False, "hard-linked elsewhere in the prefix")
             libraries.append(Library(index, fat, verdict))
