@@ -332,12 +332,12 @@ def _plan(root: Path, chosen: Sequence[strategies.Strategy], plugin_problems: li
         problems += [p for p in failed if p not in problems]  # ondemand's may name them
     used = ondemand.guard(cpu.guard(pruning.used if pruning else None, len(the_scan)))
     notes = (*cpu.notes, *ondemand.notes)
-    if pruning is None:
+    if pruning is None or usage is None:
         return plan(the_scan, chosen, options.keep, used), problems, notes, cpu
     # used-by runs after the built-ins: they keep their lines
     the_plan = plan(the_scan, chosen, options.keep, used, pruning.released,
                     last=pruning.strategy)
-    return the_plan, problems, (*notes, *used_by.pruned_note(the_plan)), cpu
+    return the_plan, problems, (*notes, *used_by.pruned_note(the_plan, usage)), cpu
 
 
 def _phases(options: Options, mode: str | None, dedups: bool, usage: trace.Usage | None,

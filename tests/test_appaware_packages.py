@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,6 +103,38 @@ def test_a_package_only_probed_goes_whole(shrunk: tuple[Path, Report], template:
     assert not list((prefix / "conda-meta").glob("probedemo-*.json"))
     found = prefix_python(prefix, "import importlib.util as u; print(u.find_spec('probedemo'))")
     assert found.stdout == "None\n"
+
+
+def test_an_optional_dependency_only_the_expansion_loaded_goes_whole(
+        shrunk: tuple[Path, Report], template: Path) -> None:
+    prefix, report = shrunk
+    # lazydemo announces accel, which imports optdemo when it is there (as torch._inductor
+    # imports triton); no workload imported either, and accel imports without optdemo.
+    accel = "import lazydemo.accel as a; print(a.HAVE_BACKEND)"
+    assert prefix_python(template, accel).stdout == "True\n"
+    assert prefix_python(prefix, accel).stdout == "False\n"
+    assert not (prefix / SITE / "optdemo").exists()
+    assert not (prefix / SITE / "optdemo-1.0.dist-info").exists()
+    assert not list((prefix / "conda-meta").glob("optdemo-*.json"))
+    note = next(n for n in report.notes if "removed optdemo:" in n)
+    assert "imports as well without it (checked)" in note
+    # lazydemo.needs cannot import without needdemo: it stays, whole.
+    assert prefix_python(prefix, "import lazydemo.needs as n; print(n.VALUE)").stdout == "5\n"
+    assert (prefix / SITE / "needdemo").is_dir()
+    assert "needdemo" not in report.removed_packages
+
+
+def test_optional_checks_each_candidate(template: Path, tmp_path: Path) -> None:
+    python = template / "bin" / "python"
+    argv, out = packages.expander(python, tmp_path, [], ["lazydemo"])
+    subprocess.run(argv, check=True)
+    expanded = packages.read_expanded(out)
+    assert {"lazydemo.accel", "lazydemo.needs"} <= expanded
+    found = packages.optional(python, tmp_path, [], ["lazydemo"], expanded,
+                              {"optdemo", "needdemo"}, 60)
+    assert found == {"optdemo"}
+    assert packages.optional(python, tmp_path, [], ["lazydemo"], expanded, {"needdemo"},
+                             60) == frozenset()
 
 
 def test_the_expansion_is_traced_and_verified(template: Path) -> None:

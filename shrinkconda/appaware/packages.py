@@ -17,6 +17,11 @@ A trace sees one run; production reaches other parts of the packages it imported
   service it cost 6.7 MB, mostly codecs no request used; the report names what went.
   An imported package's time zone database (``pytz/zoneinfo``, :data:`DATA_FAMILIES`)
   stays whole: which zone a request names is up to the request.
+- **Optional dependencies** of what the packages announce: a package no workload
+  imported, which only the expansion's imports loaded (torch's ``_inductor`` imports
+  triton when it is installed), goes whole when every module the expansion imported
+  imports as well without it, checked by running the expansion again as if it were not
+  installed (:func:`optional`); the report names it.
 - **Packages only probed** (``importlib.util.find_spec``, ``os.stat``, a metadata read)
   and never opened go whole, with their ``*.dist-info`` (:func:`probed_only`); a package
   whose distribution was used otherwise stays whole. Never half: what stays imports.
@@ -25,7 +30,8 @@ A trace sees one run; production reaches other parts of the packages it imported
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+import subprocess
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from shrinkconda.scan import DIR, Scan
@@ -45,15 +51,40 @@ DATA_FAMILIES = ("zoneinfo",)
 its input (``pytz/zoneinfo/Europe/Paris`` for one request, ``Asia/Tokyo`` for the next),
 as the stdlib's ``encodings`` do."""
 _INIT = ("__init__.py", "__init__.pyc")
+_MAX_OPTIONAL = 16
+"""More candidates than this for :func:`optional` and they all stay: each check is an
+import of every announced submodule."""
 _METADATA = (".dist-info", ".egg-info")
 
 # Runs inside the environment's own interpreter under the trace. argv: the output file,
-# the stdlib packages to import whole, then "--", then the third-party packages the
-# workloads imported. Writes the JSON list of the modules it imported on request.
+# the site-packages top-level names to hide (comma-separated), the stdlib packages to
+# import whole, then "--", then the third-party packages the workloads imported. Writes
+# the JSON list of the modules it imported on request.
 _EXPANDER = """\
 import importlib, io, json, pkgutil, sys, warnings
 warnings.simplefilter("ignore")
-out, rest = sys.argv[1], sys.argv[2:]
+out, hidden, rest = sys.argv[1], set(filter(None, sys.argv[2].split(","))), sys.argv[3:]
+class Hide:
+    # As if the hidden packages were not installed: import and find_spec do not find
+    # them, importlib.metadata does not list their distributions.
+    def __init__(self, inner):
+        self.inner = inner
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+    def find_spec(self, name, path=None, target=None):
+        find = getattr(self.inner, "find_spec", None)
+        if name.partition(".")[0] in hidden or find is None:
+            return None
+        return find(name, path, target)
+    def find_distributions(self, *args, **kwargs):
+        find = getattr(self.inner, "find_distributions", None)
+        for dist in find(*args, **kwargs) if find is not None else ():
+            tops = set((dist.read_text("top_level.txt") or "").split()) or {
+                str(f).split("/")[0].split(".")[0] for f in dist.files or ()}
+            if not tops & hidden:
+                yield dist
+if hidden:
+    sys.meta_path[:] = [Hide(finder) for finder in sys.meta_path]
 cut = rest.index("--")
 stdlib, third = rest[:cut], rest[cut + 1:]
 skipped = set(SKIPPED)
@@ -150,12 +181,64 @@ def _init_package(parts: list[str]) -> str | None:
     return None
 
 
-def expander(python: Path, workdir: Path, stdlib: Iterable[str], third: Iterable[str]
-             ) -> tuple[list[str], Path]:
+def expander(python: Path, workdir: Path, stdlib: Iterable[str], third: Iterable[str],
+             hidden: Iterable[str] = ()) -> tuple[list[str], Path]:
     """The command that imports what :func:`imported_packages` found, whole or lazily
-    (traced, so what it loads stays), and where it writes the modules it imported."""
+    (traced, so what it loads stays), as if the site-packages packages ``hidden`` were
+    not installed, and where it writes the modules it imported."""
     out = workdir / "expanded.json"
-    return [str(python), "-I", "-B", "-c", _EXPANDER, str(out), *stdlib, "--", *third], out
+    return [str(python), "-I", "-B", "-c", _EXPANDER, str(out), ",".join(sorted(hidden)),
+            *stdlib, "--", *third], out
+
+
+def only_expanded(expansion_opened: Iterable[str], workloads_opened: Iterable[str]
+                  ) -> frozenset[str]:
+    """The site-packages top-level modules whose code the expansion loaded and no
+    workload did: the optional dependencies of what the packages announce (torch's
+    ``_inductor`` imports triton when it is there)."""
+    return _loaded_tops(expansion_opened) - _loaded_tops(workloads_opened)
+
+
+def _loaded_tops(opened: Iterable[str]) -> frozenset[str]:
+    tops = set()
+    for path in opened:
+        parts = path.split("/")
+        if len(parts) >= 4 and parts[0] == "lib" and parts[2] == "site-packages" \
+                and parts[-1].endswith((".py", ".pyc", ".so")):
+            top = parts[3].split(".", 1)[0] if len(parts) == 4 else parts[3]
+            if top.isidentifier():
+                tops.add(top)
+    return frozenset(tops)
+
+
+def optional(python: Path, workdir: Path, stdlib: Sequence[str], third: Sequence[str],
+             expanded: frozenset[str], candidates: Iterable[str], timeout: float
+             ) -> frozenset[str]:
+    """Of ``candidates`` (:func:`only_expanded`), those without which every module the
+    expansion imported (``expanded``, its own aside) still imports: all of them if they
+    can go together, else each one that can go alone, checked together once more."""
+    pending = sorted(candidates)
+
+    def without(hidden: Sequence[str]) -> bool:
+        argv, out = expander(python, workdir, stdlib, third, hidden)
+        out.unlink(missing_ok=True)
+        try:
+            subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            return False
+        gone = set(hidden)
+        wanted = {m for m in expanded if m.split(".")[0] not in gone}
+        return wanted <= read_expanded(out)
+
+    if not pending or len(pending) > _MAX_OPTIONAL:
+        return frozenset()
+    if without(pending):
+        return frozenset(pending)
+    alone = [name for name in pending if without([name])]
+    if len(alone) > 1 and not without(alone):
+        return frozenset()
+    return frozenset(alone)
 
 
 def read_expanded(out: Path) -> frozenset[str]:

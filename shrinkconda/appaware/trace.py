@@ -91,6 +91,10 @@ class Usage:
     """Modules (dotted) imported on the workloads' behalf because a package they imported
     is a unit (:mod:`shrinkconda.appaware.packages`): the verification imports them too."""
 
+    optional: frozenset[str] = frozenset()
+    """site-packages top-level modules only the expansion loaded, without which what it
+    imported imports as well (:func:`shrinkconda.appaware.packages.optional`): they go."""
+
     gpu_driver: str = ""
     """What the trace saw of a GPU: :data:`DRIVER_OPENED` (a process opened the CUDA
     driver ``libcuda.so*`` or a ``/dev/nvidia*`` device), :data:`DRIVER_MISSING` (one
@@ -101,7 +105,8 @@ class Usage:
         driver = max(self.gpu_driver, other.gpu_driver, key=_DRIVER_RANK.index)
         return Usage(self.paths | other.paths, self.modules | other.modules,
                      self.sources_read | other.sources_read, opened=self.opened | other.opened,
-                     expanded=self.expanded | other.expanded, gpu_driver=driver)
+                     expanded=self.expanded | other.expanded,
+                     optional=self.optional | other.optional, gpu_driver=driver)
 
 
 def find_strace() -> str:

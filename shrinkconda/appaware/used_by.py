@@ -163,15 +163,29 @@ def public_submodules(the_plan: Plan) -> tuple[list[str], list[str]]:
     return sorted(kept), sorted(pruned - kept)
 
 
-def pruned_note(the_plan: Plan) -> tuple[str, ...]:
-    """Which public submodules of packages that stay go, on purpose, and why."""
+def pruned_note(the_plan: Plan, usage: Usage) -> tuple[str, ...]:
+    """Which public submodules of packages that stay go, on purpose, and why; and which
+    packages go although the expansion's imports loaded them (:attr:`Usage.optional`)."""
+    notes = []
     pruned = public_submodules(the_plan)[1]
-    if not pruned:
-        return ()
-    note = (f"--used-by removed {counted(len(pruned), 'public submodule')} of packages that "
+    if pruned:
+        notes.append(
+            f"--used-by removed {counted(len(pruned), 'public submodule')} of packages that "
             "stay, since no traced run imported them and their packages do not announce them "
             f"as lazily loaded (--keep a path to keep one): {packages.describe(pruned)}")
-    return (note,)
+    scan, removed = the_plan.scan, the_plan.removed()
+    gone = sorted(name for name in usage.optional for lib in packages.stdlib_dirs(scan)
+                  if (found := scan.find(f"{scan.paths[lib]}/site-packages/{name}")) is not None
+                  and removed[found])
+    if gone:
+        notes.append(
+            f"--used-by removed {packages.describe(gone)}: no traced run imported "
+            f"{'it' if len(gone) == 1 else 'them'}, only the check that imports what the "
+            "packages they did import announce, and that imports as well without "
+            f"{'it' if len(gone) == 1 else 'them'} (checked); code that calls into "
+            f"{'it' if len(gone) == 1 else 'them'} at run time, such as torch.compile on a "
+            "GPU into triton, needs --keep of its directory")
+    return tuple(notes)
 
 
 def modules_to_verify(the_plan: Plan, usage: Usage) -> list[str]:
@@ -221,6 +235,15 @@ def _expand(prefix: Path, python: Path, workdir: Path, usage: Usage, timeout: fl
     label = (f"{python} importing the packages the commands imported, each whole or "
              "with the submodules it announces")
     expanded = trace.trace(prefix, [], timeout, None, [argv], [label])
+    modules = packages.read_expanded(out)
+    optional = packages.optional(python, workdir, stdlib, third, modules,
+                                 packages.only_expanded(expanded.opened, usage.opened),
+                                 timeout)
+    if optional:  # what it loads without them is what stays
+        argv, out = packages.expander(python, workdir, stdlib, third, optional)
+        hidden = f"{label}, as if {packages.describe(optional)} were not installed"
+        expanded = trace.trace(prefix, [], timeout, None, [argv], [hidden])
+        modules = packages.read_expanded(out)
     # The workloads' own runs say whether they use a GPU, not this one's imports.
     return replace(expanded, gpu_driver="") | Usage(frozenset(), frozenset(),
-                                                    expanded=packages.read_expanded(out))
+                                                    expanded=modules, optional=optional)
