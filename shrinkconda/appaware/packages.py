@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from shrinkconda.scan import DIR, Scan
@@ -212,11 +212,12 @@ def _loaded_tops(opened: Iterable[str]) -> frozenset[str]:
 
 
 def optional(python: Path, workdir: Path, stdlib: Sequence[str], third: Sequence[str],
-             expanded: frozenset[str], candidates: Iterable[str], timeout: float
-             ) -> frozenset[str]:
+             expanded: frozenset[str], candidates: Iterable[str], timeout: float,
+             env: Mapping[str, str] | None = None) -> frozenset[str]:
     """Of ``candidates`` (:func:`only_expanded`), those without which every module the
     expansion imported (``expanded``, its own aside) still imports: all of them if they
-    can go together, else each one that can go alone, checked together once more."""
+    can go together, else each one that can go alone, checked together once more. Each
+    check runs the expansion untraced, in ``env`` (the traced runs' environment)."""
     pending = sorted(candidates)
 
     def without(hidden: Sequence[str]) -> bool:
@@ -224,7 +225,8 @@ def optional(python: Path, workdir: Path, stdlib: Sequence[str], third: Sequence
         out.unlink(missing_ok=True)
         try:
             subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, timeout=timeout, check=False)
+                           stderr=subprocess.DEVNULL, timeout=timeout, check=False,
+                           env=None if env is None else dict(env))
         except subprocess.TimeoutExpired:
             return False
         gone = set(hidden)

@@ -238,7 +238,7 @@ def _expand(prefix: Path, python: Path, workdir: Path, usage: Usage, timeout: fl
     modules = packages.read_expanded(out)
     optional = packages.optional(python, workdir, stdlib, third, modules,
                                  packages.only_expanded(expanded.opened, usage.opened),
-                                 timeout)
+                                 timeout, trace.command_env(prefix))
     if optional:  # what it loads without them is what stays
         argv, out = packages.expander(python, workdir, stdlib, third, optional)
         hidden = f"{label}, as if {packages.describe(optional)} were not installed"
