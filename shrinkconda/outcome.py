@@ -12,7 +12,7 @@ from typing import Any, Callable
 from shrinkconda import __version__, condameta, piprecord
 from shrinkconda.accounting import Ledger, Saving
 from shrinkconda.appaware import used_by
-from shrinkconda.phases import dedup_phase, strip_phase
+from shrinkconda.phases import dedup_phase, soname_copies, strip_phase
 from shrinkconda.phases.base import Outcome, subtrees
 from shrinkconda.plan import Plan
 from shrinkconda.render.report import Broken, Line, Report
@@ -84,6 +84,9 @@ def payload(the_plan: Plan, removed: bytearray, phases: Sequence[Outcome],
     if dedup_phase.NAME in by_name:
         record["deduplicated"] = {scan_.paths[k.index]: scan_.paths[k.target]
                                   for k in by_name[dedup_phase.NAME].linked}
+    if by_name.get(soname_copies.NAME) and by_name[soname_copies.NAME].linked:
+        record["symlinked"] = {scan_.paths[k.index]: scan_.paths[k.target]
+                               for k in by_name[soname_copies.NAME].linked}
     return record
 
 
@@ -106,7 +109,8 @@ def report(the_plan: Plan, removed: bytearray, problems: list[Problem], dry_run:
     notes += _startup_note(the_plan, removed, lines)
     kept = the_plan.kept
     for phase in phases:
-        lines += (Line(phase.name, _phase_saving(ledger, the_plan.scan, phase)),)
+        if phase.shown_when_empty or phase.changes():
+            lines += (Line(phase.name, _phase_saving(ledger, the_plan.scan, phase)),)
         problems = problems + list(phase.problems)
         notes += phase.notes
         kept += phase.kept
@@ -201,6 +205,9 @@ def _phase_saving(ledger: Ledger, scan_: Scan, change: Outcome) -> Saving:
     for item in change.replaced:
         total += ledger.replace(item.index, item.size, item.allocated)
     total += ledger.remove(k.index for k in change.linked)
+    for link in change.linked:
+        if link.size:  # a symlink is an entry of its own
+            total += ledger.add(link.size, 0)
     total += ledger.remove(subtrees(scan_, change.removed))
     for new in change.added:
         total += ledger.add(new.size, new.allocated)

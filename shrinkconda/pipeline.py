@@ -1,7 +1,7 @@
 """The whole shrink, left to right, each stage in its own module: :mod:`scan`, then
 :mod:`plan` (the strategies choose; so do :mod:`appaware` for ``--used-by`` and the
 hardware :mod:`targets`), then the :mod:`phases` that rewrite or add files (python-code,
-strip, dedup, cpu-cap; an audit predicts them, a shrink makes them); then the
+strip, soname-copies, dedup, cpu-cap; an audit predicts them, a shrink makes them); then the
 :mod:`transaction` checks for room, stages everything, :mod:`verify` checks it, and it
 commits or rolls back; :mod:`outcome` says what happened. The transaction's faults and
 interrupt handling make any failure or signal on the way end in one line."""
@@ -25,7 +25,7 @@ from shrinkconda import (
     verify,
 )
 from shrinkconda.appaware import trace, used_by
-from shrinkconda.phases import bytecode, dedup_phase, strip_phase
+from shrinkconda.phases import bytecode, dedup_phase, soname_copies, strip_phase
 from shrinkconda.phases.base import Outcome, Phase, Replacement, removed_by, rooms, run_all
 from shrinkconda.plan import Plan, plan
 from shrinkconda.render import breakdown
@@ -52,6 +52,11 @@ STRIP = strip_phase.NAME
 DEDUP = dedup_phase.NAME
 """The dedup phase's name: a strategy for ``--only``/``--skip`` and profiles, run after
 the strip phase since it replaces files by links instead of removing them."""
+SONAMES = soname_copies.NAME
+"""The soname-copies phase's name: like :data:`DEDUP`, a strategy that links, run after
+the strip phase and before dedup."""
+LINKERS = (SONAMES, DEDUP)
+"""The built-in strategies whose work a phase does, in the order the phases run."""
 FROM_PROFILE = "profile"
 """``Options.strip_mode`` that means: the profile's strip mode."""
 PYTHON_CODE = bytecode.NAME
@@ -133,7 +138,7 @@ def audit(prefix: str | os.PathLike[str], options: Options = Options(),
     breakdown.check(options.extras, root)
     target = cpu_target.levels.target(options.target_cpu)
     gpu = gpu_archs.target(options.target_gpu)
-    options, chosen, dedups, plugin_problems = _resolve(options)
+    options, chosen, linkers, plugin_problems = _resolve(options)
     mode = options.strip_mode if options.strips() else None
     with journal.locked(root):
         notes = _recover(root)
@@ -145,7 +150,7 @@ def audit(prefix: str | os.PathLike[str], options: Options = Options(),
         notes += plan_notes
         extras = breakdown.Breakdown(options.extras, the_plan)
         removed = the_plan.removed()
-        phases = _phases(options, mode, dedups, usage, progress, cpu, gpu)
+        phases = _phases(options, mode, linkers, usage, progress, cpu, gpu)
         changes = run_all(phases, the_plan.scan, removed)
         payload = outcome.payload(the_plan, removed, changes, mode, options.conda_pack_views,
                                   digest=lambda path: "0" * 64)
@@ -173,7 +178,7 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
     breakdown.check(options.extras, root)
     target = cpu_target.levels.target(options.target_cpu)
     gpu = gpu_archs.target(options.target_gpu)
-    options, chosen, dedups, plugin_problems = _resolve(options)
+    options, chosen, linkers, plugin_problems = _resolve(options)
     mode = options.strip_mode if options.strips() else None
     preflight.check_writable(root)  # before the lock, the journal, anything
     with interrupt.handled(), journal.locked(root), \
@@ -202,7 +207,7 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
             importable = background.submit(verify.importable, imports, options.verify,
                                            used_by.modules_to_verify(the_plan, usage))
         removed = the_plan.removed()
-        phases = _phases(options, mode, dedups, usage, progress, cpu, gpu)
+        phases = _phases(options, mode, linkers, usage, progress, cpu, gpu)
         preflight.check(root, the_plan, preflight.needs(the_plan, rooms(phases, scan_, removed)))
         txn = journal.Transaction(root)
         changes = run_all(phases, scan_, removed, txn)
@@ -279,10 +284,10 @@ def _recover(root: Path) -> tuple[str, ...]:
 
 
 def _resolve(options: Options
-             ) -> tuple[Options, tuple[strategies.Strategy, ...], bool, list[Problem]]:
+             ) -> tuple[Options, tuple[strategies.Strategy, ...], frozenset[str], list[Problem]]:
     """The options with the profile's strip mode filled in, the strategies that remove,
-    whether the dedup phase runs, and the plugins that failed to load. Bad names fail
-    here, before anything is touched."""
+    which of the linking phases (:data:`LINKERS`) run, and the plugins that failed to
+    load. Bad names fail here, before anything is touched."""
     profile, problems = profiles.find(options.profile)
     if options.strip_mode == FROM_PROFILE:
         options = replace(options, strip_mode=profile.strip_mode)
@@ -304,13 +309,14 @@ def _resolve(options: Options
     else:
         chosen = strategies.choose(everything, only, skip, profile)
     chosen = tuple(locales.keeping(s, options.keep_locales) for s in chosen
-                   if not (s.name == DEDUP and s.origin == "built-in")
+                   if not (s.name in LINKERS and s.origin == "built-in")
                    # in the other forms the python-code phase owns every compiled file
                    and not (s.name == BYTECODE and s.origin == "built-in"
                             and options.python_code != bytecode.SOURCE))
-    dedups = any(s.name == DEDUP for s in strategies.choose(everything, only, skip, profile)) \
-        if not (options.only and not only) else False
-    return options, chosen, dedups, [*problems, *plugin_problems]
+    linkers = frozenset(s.name for s in strategies.choose(everything, only, skip, profile)
+                        if s.name in LINKERS and s.origin == "built-in") \
+        if not (options.only and not only) else frozenset()
+    return options, chosen, linkers, [*problems, *plugin_problems]
 
 
 def _plan(root: Path, chosen: Sequence[strategies.Strategy], plugin_problems: list[Problem],
@@ -340,12 +346,13 @@ def _plan(root: Path, chosen: Sequence[strategies.Strategy], plugin_problems: li
     return the_plan, problems, (*notes, *used_by.pruned_note(the_plan, usage)), cpu
 
 
-def _phases(options: Options, mode: str | None, dedups: bool, usage: trace.Usage | None,
+def _phases(options: Options, mode: str | None, linkers: frozenset[str],
+            usage: trace.Usage | None,
             progress: StageProgress, cpu: cpu_target.Dispatch,
             gpu: gpu_archs.GpuTarget | None = None) -> list[Phase]:
     """The phases that rewrite or add files, in order: the code's form, the GPU device
-    code (before strip, which leaves the libraries it rewrote alone), strip, dedup, the
-    CPU dispatch cap."""
+    code (before strip, which leaves the libraries it rewrote alone), strip, the soname
+    copies and dedup, the CPU dispatch cap."""
     chosen: list[Phase] = []
     if options.python_code != bytecode.SOURCE:
         chosen.append(bytecode.PythonCodePhase(
@@ -357,7 +364,9 @@ def _phases(options: Options, mode: str | None, dedups: bool, usage: trace.Usage
     if mode is not None:
         chosen.append(strip_phase.StripPhase(mode, options.jobs, _stage(progress, STRIP),
                                              keep=options.keep))
-    if dedups:
+    if SONAMES in linkers:
+        chosen.append(soname_copies.SonamePhase())
+    if DEDUP in linkers:
         chosen.append(dedup_phase.DedupPhase(options.conda_pack_views))
     return chosen + cpu_cap.phases(cpu)
 

@@ -56,7 +56,7 @@ class Profile:
 SAFE = Profile(
     name="safe",
     summary="the default: what nothing at run time reads (cache, tests, static libraries, "
-            "bytecode, docs), strip debug info",
+            "bytecode, docs), strip debug info, pip's copies of a library's names linked",
     strategies=(),
     strip_mode="debug",
 )

@@ -39,8 +39,9 @@ def test_safe_profile_on_the_command_line_changes_nothing(prefix: Path) -> None:
 def test_aggressive_runs_safe_plus_the_opt_in_strategies() -> None:
     everything, _ = strategies.available()
     names = [s.name for s in strategies.choose(everything, profile=profiles.AGGRESSIVE)]
-    assert names == ["pkgs-cache", "tests", "static-libs", "bytecode", "docs", "headers",
-                     "sources", "js-maps", "type-stubs", "dev-tools", "locales", "dedup"]
+    assert names == ["pkgs-cache", "tests", "static-libs", "bytecode", "docs",
+                     "soname-copies", "headers", "sources", "js-maps", "type-stubs",
+                     "dev-tools", "locales", "dedup"]
     assert profiles.AGGRESSIVE.strip_mode == "dh"
 
 

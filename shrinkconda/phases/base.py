@@ -36,7 +36,7 @@ class Replacement:
 
 @dataclass(frozen=True)
 class Link:
-    """A path that becomes a hard link to another path's inode."""
+    """A path that becomes a hard link to another path's inode, or a symlink to it."""
 
     index: int
     """Scan index of the duplicate, whose own inode leaves the prefix."""
@@ -44,6 +44,9 @@ class Link:
     """Scan index of a path of the inode that stays."""
     temp: str = ""
     """Absolute path of the temporary link beside the duplicate; "" for a prediction."""
+    size: int = 0
+    """Apparent bytes of what takes the path's place: none for a hard link; for a
+    symlink, the length of the path it holds."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,13 @@ class Outcome:
     """What the phase left as it was, and why (``kept: PATH, REASON``)."""
     temp_dirs: tuple[str, ...] = ()
     """Directories (relative) where temporary files may lie, for crash recovery."""
+    shown_when_empty: bool = True
+    """Whether the report has its line when it changes nothing (``soname-copies``, which
+    finds nothing in most envs, has none then)."""
+
+    def changes(self) -> bool:
+        """Whether it removes, replaces, links or adds anything."""
+        return bool(self.removed or self.replaced or self.linked or self.added)
 
     def steps(self, scan: Scan) -> list[journal.Step]:
         """What the transaction stages for it: removals, then replacements, then adds."""

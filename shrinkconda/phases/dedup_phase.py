@@ -54,4 +54,6 @@ class DedupPhase:
 
 
 def _replaced(earlier: Sequence[Outcome]) -> set[int]:
-    return {r.index for outcome in earlier for r in outcome.replaced}
+    """What an earlier phase replaces or links already: one change per path."""
+    return {r.index for outcome in earlier for r in outcome.replaced} | {
+        k.index for outcome in earlier for k in outcome.linked}
