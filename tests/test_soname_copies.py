@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from condatools import conda_pack, run_in, unpack
 from treeutil import prefix_python
 
 from fixtures.install import copy_tree
@@ -120,6 +121,20 @@ def test_the_shrink_links_the_copies_and_every_name_still_loads(template: Path,
     assert prefix_python(prefix, check).stdout == "[]\n"
     history = (prefix / "conda-meta" / "shrinkconda-history.jsonl").read_text()
     assert '"symlinked"' in history and "libfoo.so.1.2.3" in history
+
+
+def test_conda_pack_packs_the_symlinks(template: Path, tmp_path: Path) -> None:
+    prefix = copy_tree(template, tmp_path / "prefix")
+    for rel in (*CONDA_OWNED, "conda-meta/owneddemo-1.0-0.json"):  # a record of no cache
+        (prefix / rel).unlink()
+    assert not shrink(prefix).rolled_back
+    # conda-pack packs the symlinks as symlinks, and the unpacked env loads every name.
+    packed = conda_pack(prefix, tmp_path / "env.tar.gz")
+    assert packed.returncode == 0, packed.stderr
+    dest = unpack(tmp_path / "env.tar.gz", tmp_path / "unpacked")
+    lib = Path(glob.glob(str(dest / "lib/python3.*/site-packages"))[0]) / LIB
+    assert os.readlink(lib / COPIES[0]) == COPIES[2]
+    assert run_in(dest, "python", "-c", CALL, str(lib / COPIES[1])).stdout == "42\n"
 
 
 def test_a_rollback_puts_the_copies_back(template: Path, tmp_path: Path) -> None:
