@@ -105,12 +105,21 @@ BUILTIN: tuple[Family, ...] = (
                         "libcudnn_engines_tensor_ir.so*"))),
     Family("cublas", "cuBLAS with cuBLASLt", ("libcublas.so*", "libcublasLt.so*"),
            (Member("libcublas.so*", on_demand=False), Member("libcublasLt.so*", False))),
-    Family("nvrtc", "NVRTC and the builtins it loads when it compiles",
-           ("libnvrtc.so*", "libnvrtc.alt.so*"),
-           (Member("libnvrtc.so*", on_demand=False), Member("libnvrtc.alt.so*", False),
-            *_on_demand("libnvrtc-builtins*.so*"))),
-    Family("cusolver", "cuSOLVER and its multi-GPU cuSOLVERMg", ("libcusolver.so*",),
-           (Member("libcusolver.so*", on_demand=False), *_on_demand("libcusolverMg.so*"))),
+    Family("nvrtc", "NVRTC and the builtins it loads when it compiles", ("libnvrtc.so*",),
+           (Member("libnvrtc.so*", on_demand=False), *_on_demand("libnvrtc-builtins.so*"))),
+    # A build of NVRTC of its own, for programs linked against it: nothing in torch,
+    # triton or cuda-python's loader (cuda.pathfinder) names it, so it stays only for a
+    # workload that loads it.
+    Family("nvrtc-alt", "NVRTC's alternative build (libnvrtc.alt) and the builtins it "
+           "loads", ("libnvrtc.alt.so*",),
+           _on_demand("libnvrtc.alt.so*", "libnvrtc-builtins.alt.so*")),
+    # cuSOLVER loads nothing on demand (torch's libtorch_cuda_linalg, which NEEDs it, is
+    # torch-cuda's). Its multi-GPU API is a library of its own: libcusolver does not load
+    # it, and nothing in torch or triton names it (cuda.pathfinder's table of every CUDA
+    # library does, for a caller that asks by name). Its own loader, on demand: it stays
+    # under --used-by when a workload loaded it.
+    Family("cusolvermg", "cuSOLVERMg, cuSOLVER's multi-GPU API", ("libcusolverMg.so*",),
+           _on_demand("libcusolverMg.so*")),
     Family("cusparse", "cuSPARSE with nvJitLink", ("libcusparse.so*",),
            (Member("libcusparse.so*", on_demand=False), Member("libnvJitLink.so*", False))),
     Family("cufft", "cuFFT", ("libcufft.so*",),
@@ -137,11 +146,11 @@ BUILTIN: tuple[Family, ...] = (
            (Member("libtorch_cuda.so", on_demand=False),
             # libtorch_cuda.so NEEDs these (torch 2.14): import loads them on any host
             Member("libtorch_nvshmem.so", on_demand=False),
-            Member("libnvrtc.so*", on_demand=False), Member("libnvrtc.alt.so*", False),
+            Member("libnvrtc.so*", on_demand=False),
             *_on_demand("libtorch_cuda_linalg.so", "libcaffe2_nvrtc.so",
-                        "libcusolver.so*", "libcusolverMg.so*", "libcupti.so*",
+                        "libcusolver.so*", "libcupti.so*",
                         "libnvToolsExt.so*", "libnvtx3interop.so*",
-                        "libnvrtc-builtins*.so*")),
+                        "libnvrtc-builtins.so*")),
            (*TORCH_DIRS, *NVIDIA_DIRS)),
     Family("triton-nvidia", "triton's NVIDIA backend tools (ptxas, cuobjdump, nvdisasm) "
            "and CUPTI, run when a kernel is compiled",
