@@ -111,3 +111,20 @@ def test_json_packages_through_the_cli(prefix: Path) -> None:
     plain = json.loads(run_cli("audit", "--json", str(prefix)).stdout)
     assert "packages" not in plain and "compressed" not in plain
     assert run_cli("audit", "--by", "file", str(prefix)).returncode == 2
+
+
+def test_every_phase_counts_in_the_rows(prefix: Path) -> None:
+    # The python-code phase removes sources, adds and replaces compiled files: its bytes
+    # belong to the packages whose code it compiled, as a strategy's do, in the audit
+    # and in the shrink.
+    options = pipeline.Options(python_code="bytecode", verify=False,
+                               extras=Wanted(by_package=True))
+    for report in (pipeline.audit(prefix, options), pipeline.shrink(prefix, options)):
+        _adds_up(report)
+        saving = {line.name for line in report.lines if line.saving.bytes}
+        assert "python-code" in saving
+        assert saving <= {name for p in report.packages or () for name in p.strategies}
+        rows = {p.name: p for p in report.packages or ()}
+        for package in ("python", "astro", "purepkg"):
+            assert rows[package].strategies.get("python-code"), package
+    assert du_bytes(prefix) == report.size_after

@@ -81,8 +81,8 @@ def _tree(scan: Scan, attribution: Attribution, tally: Tally, fates: list[str]) 
             assert isinstance(child, dict)
             node = child
         leaf = [sizes[index], code[fate] if fate else 0]
-        if index in tally.stripped:
-            leaf.append(tally.stripped[index])
+        if index in tally.after:
+            leaf.append(tally.after[index])
         node[name] = leaf
     floor = _floor(per_group)
     groups = [_node(g.name + (f" {g.version}" if g.version else ""), t, floor, join=False)
