@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 from treeutil import du_bytes, run_cli
 
 from shrinkconda import pipeline
@@ -127,4 +128,25 @@ def test_every_phase_counts_in_the_rows(prefix: Path) -> None:
         rows = {p.name: p for p in report.packages or ()}
         for package in ("python", "astro", "purepkg"):
             assert rows[package].strategies.get("python-code"), package
+        # The compiled files it adds are their modules' packages', not nobody's.
+        assert "python-code" not in rows[packages.UNOWNED].strategies
     assert du_bytes(prefix) == report.size_after
+
+
+@pytest.mark.parametrize("form", ["bytecode", "both"])
+def test_compiled_files_count_for_their_modules_package(prefix: Path, form: str) -> None:
+    # lib/python3.11 and site-packages are every package's: the sourceless solo.pyc, or
+    # the __pycache__ the phase makes there, are the packages' whose modules they hold,
+    # as conda-meta will list them.
+    (prefix / SITE / "solo.py").write_text("VALUE = 1\n" * 200)
+    record = next((prefix / "conda-meta").glob("purepkg-*.json"))
+    doc = json.loads(record.read_text())
+    doc["files"].append(f"{SITE}/solo.py")
+    record.write_text(json.dumps(doc))
+    report = pipeline.audit(prefix, pipeline.Options(
+        python_code=form, only=("python-code",), extras=Wanted(by_package=True)))
+    _adds_up(report)
+    rows = {p.name: p for p in report.packages or ()}
+    assert "python-code" not in rows[packages.UNOWNED].strategies
+    assert rows["purepkg"].strategies["python-code"] != 0
+    assert rows["python"].strategies["python-code"] != 0

@@ -55,7 +55,7 @@ class Package:
 
 @dataclass(frozen=True)
 class Tally:
-    """A shrink's bytes by owner, and where each freed or stripped inode was counted."""
+    """A shrink's bytes by owner, and where each freed or rewritten inode was counted."""
 
     rows: tuple[Package, ...]
     """One per group that holds or frees bytes, largest first."""
@@ -147,9 +147,11 @@ def tally(attribution: Attribution, scan: Scan, charges: Iterable[Charge]) -> Ta
 
 class _NewOwner:
     """The group a new entry's bytes belong to: a ``conda-meta/.shrinkconda/<record>/``
-    view is that package's, a legacy ``m.pyc`` is its ``m.py``'s, anything else is the
-    group of the nearest directory above it that the prefix had (``(unowned)`` where
-    several packages share it)."""
+    view is that package's, compiled bytecode (``d/__pycache__/m.cpython-311.pyc``, a
+    legacy ``d/m.pyc``) is its ``d/m.py``'s, anything else is the group of the nearest
+    directory above it that the prefix had (``(unowned)`` where several packages share
+    it, as ``lib/python3.11`` or ``site-packages``). A new directory is, as a scanned one
+    is, the one group's whose new files it holds: charge its files first."""
 
     def __init__(self, scan: Scan, attribution: Attribution) -> None:
         self._scan = scan
@@ -159,15 +161,32 @@ class _NewOwner:
         self._stems = {g.stem: n for n, g in enumerate(attribution.groups) if g.kind == "conda"}
         self._found: dict[str, int | None] = {}
         """Path -> scan index, or ``None``: phases add many files to one directory."""
+        self._below: dict[str, set[int]] = {}
+        """Path -> the groups of the new files below it so far."""
 
     def __call__(self, path: str) -> int:
+        group = self._owner(path)
+        parent = posixpath.dirname(path)
+        while parent:
+            self._below.setdefault(parent, set()).add(group)
+            parent = posixpath.dirname(parent)
+        return group
+
+    def _owner(self, path: str) -> int:
         parts = path.split("/")
         if len(parts) > 2 and parts[:2] == ["conda-meta", VIEWS]:
             return self._stems.get(parts[2], self._unowned)
         if path.endswith(".pyc"):
-            source = self._find(path[:-1])
+            directory, _, name = path.rpartition("/")
+            if directory.rpartition("/")[2] == "__pycache__":
+                directory = posixpath.dirname(directory)
+                name = name.split(".")[0] + ".pyc"
+            source = self._find(posixpath.join(directory, name[:-1]))
             if source is not None:
                 return int(self._attribution.owner[source])
+        below = self._below.get(path, ())
+        if len(below) == 1:
+            return next(iter(below))
         while path:
             path = posixpath.dirname(path)
             found = self._find(path)
