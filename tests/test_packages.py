@@ -150,3 +150,21 @@ def test_compiled_files_count_for_their_modules_package(prefix: Path, form: str)
     assert "python-code" not in rows[packages.UNOWNED].strategies
     assert rows["purepkg"].strategies["python-code"] != 0
     assert rows["python"].strategies["python-code"] != 0
+
+
+def test_dedup_links_count_for_the_package_of_the_duplicate(prefix: Path) -> None:
+    module = prefix / SITE / "demopkg" / "__init__.py"
+    record = next((prefix / "conda-meta").glob("demopkg-*.json"))
+    doc = json.loads(record.read_text())
+    for n in range(2):
+        copy = module.with_name(f"copy{n}.py")
+        copy.write_bytes(module.read_bytes() * 20)
+        doc["files"].append(str(copy.relative_to(prefix)))
+    record.write_text(json.dumps(doc))
+    report = pipeline.audit(prefix, pipeline.Options(
+        only=("pkgs-cache", "dedup"), strip_mode=None, conda_pack_views=True,
+        extras=Wanted(by_package=True)))
+    _adds_up(report)
+    # One copy becomes a link to the other; files the fixture has twice go too.
+    rows = {p.name: p for p in report.packages or ()}
+    assert rows["demopkg"].strategies["dedup"] >= module.stat().st_size * 20
