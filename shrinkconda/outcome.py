@@ -14,7 +14,7 @@ from shrinkconda import __version__, condameta, piprecord
 from shrinkconda.accounting import Charge, Ledger, Saving
 from shrinkconda.appaware import used_by
 from shrinkconda.phases import dedup_phase, strip_phase
-from shrinkconda.phases.base import Added, Outcome, subtrees
+from shrinkconda.phases.base import Outcome, subtrees
 from shrinkconda.plan import Plan
 from shrinkconda.render.report import Broken, Line, Report
 from shrinkconda.scan import Problem, Scan
@@ -202,7 +202,9 @@ def _recompiled(the_plan: Plan, removed: bytearray) -> set[int]:
 
 
 def _phase_saving(ledger: Ledger, scan_: Scan, change: Outcome) -> Saving:
-    """What one phase takes off the prefix: its replacements, links, removals and adds."""
+    """What one phase takes off the prefix: its replacements, links, removals and adds. A
+    new directory is charged file by file (a fresh ``__pycache__`` holds each module's
+    own), and the rest (its directories) to itself."""
     line = change.name
     total = Saving(files=len(change.replaced))
     for item in change.replaced:
@@ -210,19 +212,12 @@ def _phase_saving(ledger: Ledger, scan_: Scan, change: Outcome) -> Saving:
     total += ledger.remove((k.index for k in change.linked), line=line)
     total += ledger.remove(subtrees(scan_, change.removed), line=line)
     for new in change.added:
-        total += _added_saving(ledger, new, line)
+        inside = [(path, size) for path, size, _ in new.files if path != new.path]
+        for path, size in inside:
+            total += ledger.add(size, 0, line=line, path=path)
+        rest = new.size - sum(size for _, size in inside)
+        total += ledger.add(rest, new.allocated, line=line, path=new.path)
     return total
-
-
-def _added_saving(ledger: Ledger, new: Added, line: str) -> Saving:
-    """A new path, charged file by file when it is a directory of new files (a fresh
-    ``__pycache__`` holds each module's own), and the rest (its directories) to itself."""
-    inside = [(path, size) for path, size, _ in new.files if path != new.path]
-    total = Saving()
-    for path, size in inside:
-        total += ledger.add(size, 0, line=line, path=path)
-    rest = new.size - sum(size for _, size in inside)
-    return total + ledger.add(rest, new.allocated, line=line, path=new.path)
 
 
 def _metadata_saving(ledger: Ledger, scan_: Scan,
