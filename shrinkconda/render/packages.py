@@ -148,9 +148,10 @@ def tally(attribution: Attribution, scan: Scan, charges: Iterable[Charge]) -> Ta
 class _NewOwner:
     """The group a new entry's bytes belong to: a ``conda-meta/.shrinkconda/<record>/``
     view is that package's, compiled bytecode (``d/__pycache__/m.cpython-311.pyc``, a
-    legacy ``d/m.pyc``) is its ``d/m.py``'s, anything else is the group of the nearest
-    directory above it that the prefix had (``(unowned)`` where several packages share
-    it, as ``lib/python3.11`` or ``site-packages``). A new directory is, as a scanned one
+    legacy ``d/m.pyc``) is its ``d/m.py``'s, anything else is the group of the entry the
+    prefix had there (a link in a duplicate's place), else of the nearest directory above
+    it that the prefix had (``(unowned)`` where several packages share it, as
+    ``lib/python3.11`` or ``site-packages``). A new directory is, as a scanned one
     is, the one group's whose new files it holds: charge its files first."""
 
     def __init__(self, scan: Scan, attribution: Attribution) -> None:
@@ -187,12 +188,11 @@ class _NewOwner:
         below = self._below.get(path, ())
         if len(below) == 1:
             return next(iter(below))
-        while path:
+        found = self._find(path)
+        while found is None:  # the prefix's root is found at last, and is nobody's
             path = posixpath.dirname(path)
             found = self._find(path)
-            if found is not None:
-                return int(self._attribution.owner[found])
-        return self._unowned
+        return int(self._attribution.owner[found])
 
     def _find(self, path: str) -> int | None:
         if path not in self._found:
