@@ -1,5 +1,6 @@
 """What a shrink did (or an audit predicts), said twice: as the :class:`Report` with a line
-per strategy and phase, and as the small payload the commit records in ``conda-meta``."""
+per strategy and phase (and, when asked, the entry-by-entry charges behind it), and as the
+small payload the commit records in ``conda-meta``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from shrinkconda import __version__, condameta, piprecord
-from shrinkconda.accounting import Ledger, Saving
+from shrinkconda.accounting import Charge, Ledger, Saving
 from shrinkconda.appaware import used_by
 from shrinkconda.phases import dedup_phase, soname_copies, strip_phase
 from shrinkconda.phases.base import Outcome, subtrees
@@ -22,6 +23,8 @@ from shrinkconda.units import counted, human
 
 BYTECODE_STRATEGY = "bytecode"
 """The strategy whose removals the start-up note is about."""
+METADATA = "conda-meta"
+"""The report line of the commit's own changes under ``conda-meta``."""
 
 
 def without_failed(scan_: Scan, removed: bytearray, phases: Sequence[Outcome],
@@ -94,18 +97,21 @@ def report(the_plan: Plan, removed: bytearray, problems: list[Problem], dry_run:
            phases: Sequence[Outcome] = (), notes: tuple[str, ...] = (),
            broken: tuple[Broken, ...] = (), verified: bool | None = None,
            rolled_back: bool = False, metadata: Sequence[condameta.Change] = (),
-           removed_packages: Sequence[str] = (), refused: str | None = None) -> Report:
+           removed_packages: Sequence[str] = (), refused: str | None = None,
+           itemise: bool = False) -> tuple[Report, Sequence[Charge]]:
     """The report: each strategy's removals, then each phase's changes and the
-    ``conda-meta`` changes, counted in one :class:`Ledger` so no inode counts twice."""
-    ledger = Ledger(the_plan.scan)
+    ``conda-meta`` changes, counted in one :class:`Ledger` so no inode counts twice; and,
+    with ``itemise``, that ledger's charges, entry by entry (else none)."""
+    ledger = Ledger(the_plan.scan, itemise)
     lines: tuple[Line, ...] = ()
     per_package: dict[str, int] = {}
     for s in the_plan.selections:
+        chosen = (i for i in s.indices if removed[i])
         if s.strategy == used_by.NAME:
-            saving, per_package = ledger.remove_by_owner(i for i in s.indices if removed[i])
-            lines += (Line(s.strategy, saving),)
+            saving, per_package = ledger.remove_by_owner(chosen, line=s.strategy)
         else:
-            lines += (Line(s.strategy, ledger.remove(i for i in s.indices if removed[i])),)
+            saving = ledger.remove(chosen, line=s.strategy)
+        lines += (Line(s.strategy, saving),)
     notes += _startup_note(the_plan, removed, lines)
     kept = the_plan.kept
     for phase in phases:
@@ -115,7 +121,7 @@ def report(the_plan: Plan, removed: bytearray, problems: list[Problem], dry_run:
         notes += phase.notes
         kept += phase.kept
     if metadata:
-        lines += (Line("conda-meta", _metadata_saving(ledger, the_plan.scan, metadata)),)
+        lines += (Line(METADATA, _metadata_saving(ledger, the_plan.scan, metadata)),)
     if removed_packages:
         records = "record" if len(removed_packages) == 1 else "records"
         notes += ((f"removed the conda-meta {records} of "
@@ -146,7 +152,7 @@ def report(the_plan: Plan, removed: bytearray, problems: list[Problem], dry_run:
         removed_packages=tuple(removed_packages),
         used_by=tuple(sorted(per_package.items())),
         refused=refused,
-    )
+    ), ledger.charges
 
 
 def _startup_note(the_plan: Plan, removed: bytearray, lines: tuple[Line, ...]
@@ -200,32 +206,40 @@ def _recompiled(the_plan: Plan, removed: bytearray) -> set[int]:
 
 
 def _phase_saving(ledger: Ledger, scan_: Scan, change: Outcome) -> Saving:
-    """What one phase takes off the prefix: its replacements, links, removals and adds."""
+    """What one phase takes off the prefix: its replacements, links, removals and adds. A
+    new directory is charged file by file (a fresh ``__pycache__`` holds each module's
+    own), and the rest (its directories) to itself."""
+    line = change.name
     total = Saving(files=len(change.replaced))
     for item in change.replaced:
-        total += ledger.replace(item.index, item.size, item.allocated)
-    total += ledger.remove(k.index for k in change.linked)
+        total += ledger.replace(item.index, item.size, item.allocated, line=line)
+    total += ledger.remove((k.index for k in change.linked), line=line)
     for link in change.linked:
         if link.size:  # a symlink is an entry of its own
-            total += ledger.add(link.size, 0)
-    total += ledger.remove(subtrees(scan_, change.removed))
+            total += ledger.add(link.size, 0, line=line, path=scan_.paths[link.index])
+    total += ledger.remove(subtrees(scan_, change.removed), line=line)
     for new in change.added:
-        total += ledger.add(new.size, new.allocated)
+        inside = [(path, size) for path, size, _ in new.files if path != new.path]
+        for path, size in inside:
+            total += ledger.add(size, 0, line=line, path=path)
+        rest = new.size - sum(size for _, size in inside)
+        total += ledger.add(rest, new.allocated, line=line, path=new.path)
     return total
 
 
 def _metadata_saving(ledger: Ledger, scan_: Scan,
                      metadata: Sequence[condameta.Change]) -> Saving:
     """Records shrink as removed paths leave them, views and the history line are new."""
+    line = METADATA
     top = scan_.find("conda-meta")
     where = {} if top is None else {scan_.paths[i]: i for i in range(top, scan_.ends[top])}
     total = Saving()
     for change in metadata:
         index = where.get(change.path)
         if change.gone:
-            total += ledger.remove((index,)) if index is not None else Saving()
+            total += ledger.remove((index,), line=line) if index is not None else Saving()
         elif index is None:
-            total += ledger.add(change.size, change.allocated)
+            total += ledger.add(change.size, change.allocated, line=line, path=change.path)
         else:
-            total += ledger.replace(index, change.size, change.allocated)
+            total += ledger.replace(index, change.size, change.allocated, line=line)
     return total

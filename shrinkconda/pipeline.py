@@ -157,12 +157,13 @@ def audit(prefix: str | os.PathLike[str], options: Options = Options(),
         metadata, dropped = condameta.predict(the_plan.scan, payload)
         refused = preflight.refusal(root, the_plan, preflight.needs(
             the_plan, rooms(phases, the_plan.scan, removed)))
-        report = outcome.report(the_plan, removed, problems, dry_run=True, phases=changes,
-                                notes=notes + preflight.notes(refused), metadata=metadata,
-                                removed_packages=dropped, refused=refused)
-        gone, replaced = removed_by(changes, the_plan.scan, removed), _stripped(changes)
-        return extras.finish(report, gone, replaced, metadata, lambda: breakdown.predicted_after(
-            the_plan, gone, replaced, options.strip_mode, payload, metadata, options.jobs))
+        report, charges = outcome.report(
+            the_plan, removed, problems, dry_run=True, phases=changes,
+            notes=notes + preflight.notes(refused), metadata=metadata,
+            removed_packages=dropped, refused=refused, itemise=extras.itemises)
+        return extras.finish(report, charges, lambda: breakdown.predicted_after(
+            the_plan, removed_by(changes, the_plan.scan, removed), _stripped(changes),
+            options.strip_mode, payload, metadata, options.jobs))
 
 
 def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
@@ -226,12 +227,12 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
         notes += verify_notes
         if broken:
             txn.rollback()
-            report = outcome.report(
+            report, charges = outcome.report(
                 the_plan, bytearray(len(scan_)), problems, dry_run=False,
                 phases=[change.undone() for change in changes], notes=notes,
-                broken=broken, verified=True, rolled_back=True)
+                broken=broken, verified=True, rolled_back=True, itemise=extras.itemises)
             testhooks.reached("report")
-            return extras.finish(report, bytearray(len(scan_)), (), (), after=None)
+            return extras.finish(report, charges, after=None)
         dropped: list[str] = []
         txn.commit(outcome.payload(the_plan, removed, changes, mode, options.conda_pack_views,
                                    digest=condameta.sha256),
@@ -245,12 +246,12 @@ def shrink(prefix: str | os.PathLike[str], options: Options = Options(),
             notes += ((f"verified: the {counted(len(modules), noun)} "
                        "that imported before the shrink still import"),)
         metadata = condameta.measure(scan_)
-        report = outcome.report(
+        report, charges = outcome.report(
             the_plan, removed, problems, dry_run=False, phases=changes, notes=notes,
-            verified=options.verify, metadata=metadata, removed_packages=dropped)
+            verified=options.verify, metadata=metadata, removed_packages=dropped,
+            itemise=extras.itemises)
         testhooks.reached("report")
-        return extras.finish(report, removed_by(changes, scan_, removed),
-                             _stripped(changes), metadata, lambda: breakdown.measured_after(root))
+        return extras.finish(report, charges, lambda: breakdown.measured_after(root))
 
 
 def _broken(imports: verify.ImportCheck, modules: list[str], distributed: set[str],

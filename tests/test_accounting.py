@@ -9,8 +9,8 @@ import pytest
 from treeutil import du_allocated, du_bytes, snapshot
 
 from shrinkconda import Options, audit, shrink
-from shrinkconda.accounting import Ledger
-from shrinkconda.scan import scan
+from shrinkconda.accounting import Charge, Ledger
+from shrinkconda.scan import DIR, scan
 
 SITE = "lib/python3.11/site-packages"
 
@@ -66,3 +66,32 @@ def test_files_linked_from_outside_leave_but_free_no_disk(
     assert report.size_after == du_bytes(env)
     # The cache still has its copy, intact.
     assert any(p.name == "test_demo.py" for p in cache.rglob("test_demo.py"))
+
+
+def test_an_itemised_ledger_charges_each_entry_and_counts_the_same(prefix: Path) -> None:
+    the_scan = scan(prefix)
+    cache = the_scan.find("pkgs")
+    library = the_scan.find("lib/libdemo.so.1.0.0")
+    assert cache is not None and library is not None
+    plain, itemised = Ledger(the_scan), Ledger(the_scan, itemise=True)
+    savings = []
+    for ledger in (plain, itemised):
+        savings.append((
+            ledger.remove(range(cache, the_scan.ends[cache]), line="pkgs-cache"),
+            ledger.replace(library, 1000, 4096, line="strip"),
+            ledger.add(300, 4096, line="python-code", path="lib/new.pyc"),
+        ))
+    assert savings[0] == savings[1] and (plain.size, plain.allocated) == (
+        itemised.size, itemised.allocated)
+    assert plain.charges == []  # nothing kept unless asked
+    removed, replaced, added = savings[1]
+    charges = itemised.charges
+    assert [c.index for c in charges[:-2]] == list(range(cache, the_scan.ends[cache]))
+    assert sum(c.bytes for c in charges if c.line == "pkgs-cache") == removed.bytes
+    # The cache's links of files the env keeps free nothing; the env's file then goes whole.
+    linked = [c for c in charges[:-2]
+              if the_scan.kinds[c.index] != DIR and the_scan.nlinks[c.index] > 1]
+    assert linked and all(c.bytes == 0 for c in linked)
+    assert charges[-2] == Charge("strip", library, replaced.bytes, after=1000)
+    assert replaced.bytes == the_scan.sizes[library] - 1000
+    assert charges[-1] == Charge("python-code", -1, -300, path="lib/new.pyc") and added.bytes == -300

@@ -21,6 +21,12 @@ needs_chromium = pytest.mark.skipif(chromium.find() is None,
 TILES = """[...document.querySelectorAll('#map > .t')].map(e => {
   const r = e.getBoundingClientRect(); return [e.node[0], r.x, r.y, r.width, r.height]; })"""
 
+# What the page says of the first conda-meta record the commit rewrites.
+REWRITTEN_RECORD = """(() => { let found = null;
+  (function walk(n) { if (isDir(n)) n[3].forEach(walk);
+    else if (!found && n.length > 3 && D.fates[n[2]] === "conda-meta") found = n; })(D.tree);
+  return describe(found); })()"""
+
 
 def _data(page: str) -> dict[str, object]:
     found = re.search(r'<script id=data type="application/json">(.*?)</script>', page, re.DOTALL)
@@ -85,9 +91,42 @@ def test_chromium_renders_names_the_packages_and_zooms(prefix: Path, tmp_path: P
         inner = [t[0] for t in browser.evaluate(TILES)]
         assert "lib" in inner and "python 3.11.7" not in inner  # one level down
 
+        # A file another phase rewrites (the commit's conda-meta records) says so too.
+        record = browser.evaluate(REWRITTEN_RECORD)
+        assert "rewritten by conda-meta" in record and "→" in record and " after" in record
         browser.evaluate("document.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape'}))")
         assert browser.evaluate("document.getElementById('map').dataset.root") == ""
         shot = tmp_path / "page.png"
         browser.screenshot(shot)
         assert browser.errors == []
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+def test_every_line_has_its_colour_and_every_rewritten_file_its_size_after(
+        prefix: Path, tmp_path: Path) -> None:
+    page_path = tmp_path / "report.html"
+    result = run_cli("audit", "--python-code", "bytecode", "--json", "--by", "package",
+                     "--html", str(page_path), str(prefix))
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    page = page_path.read_text(encoding="utf-8")
+    data = _data(page)
+    fates, colours = data["fates"], data["colours"]
+    assert isinstance(fates, list) and isinstance(colours, list)
+    assert fates == ["stays", *(line["name"] for line in doc["strategies"])]
+    assert "python-code" in fates and len(set(colours)) == len(colours)
+    assert "<th>python-code</th>" in page  # the packages table has its column
+
+    def leaves(node: list[object]) -> list[list[object]]:
+        children = node[3] if len(node) > 3 and isinstance(node[3], list) else None
+        return [leaf for child in children for leaf in leaves(child)] if children else [node]
+
+    tree = data["tree"]
+    assert isinstance(tree, list)
+    rewritten = {str(fates[int(str(leaf[2]))]) for leaf in leaves(tree) if len(leaf) > 3}
+    assert {"strip", "conda-meta"} <= rewritten  # not only the strip phase's files
+    by_fate: dict[str, int] = {}
+    for leaf in leaves(tree):
+        fate = str(fates[int(str(leaf[2]))])
+        by_fate[fate] = by_fate.get(fate, 0) + int(str(leaf[1]))
+    assert by_fate["python-code"] > 0  # the sources it compiled away are drawn as its own

@@ -56,8 +56,8 @@ def test_the_payload_records_each_strategys_roots_only(tmp_path: Path) -> None:
 
 def test_a_rolled_back_report_frees_nothing_and_says_how_to_retry(tmp_path: Path) -> None:
     the_plan = plan(_tree(tmp_path), [DOCS])
-    done = outcome.report(the_plan, the_plan.removed(), [], dry_run=False, verified=True)
-    undone = outcome.report(the_plan, bytearray(len(the_plan.scan)), [], dry_run=False,
+    done, _ = outcome.report(the_plan, the_plan.removed(), [], dry_run=False, verified=True)
+    undone, _ = outcome.report(the_plan, bytearray(len(the_plan.scan)), [], dry_run=False,
                             verified=True, rolled_back=True)
     doc = _index(the_plan.scan, "share/doc")
     subtree = sum(the_plan.scan[i].size for i in range(doc, the_plan.scan.ends[doc]))
@@ -91,11 +91,11 @@ def test_the_start_up_note_counts_the_modules_that_compile_again(tmp_path: Path)
     the_plan = plan(scan(tmp_path), [Strategy("demo-modules", "gone.py", _gone_module),
                                      bytecode.STRATEGY])
 
-    done = outcome.report(the_plan, the_plan.removed(), [], dry_run=True)
+    done, _ = outcome.report(the_plan, the_plan.removed(), [], dry_run=True)
 
     note = next(n for n in done.notes if n.startswith("code stays as source"))
     assert "the compiled files of 3 modules (6.8 KiB of source) are removed" in note
     assert "BENCHMARKS.md" in note and "3.4x" not in note
     no_bytecode = plan(scan(tmp_path), [Strategy("demo-modules", "gone.py", _gone_module)])
-    without = outcome.report(no_bytecode, no_bytecode.removed(), [], dry_run=True)
+    without, _ = outcome.report(no_bytecode, no_bytecode.removed(), [], dry_run=True)
     assert not any(n.startswith("code stays as source") for n in without.notes)

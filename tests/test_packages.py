@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 from treeutil import du_bytes, run_cli
 
 from shrinkconda import pipeline
@@ -111,3 +112,59 @@ def test_json_packages_through_the_cli(prefix: Path) -> None:
     plain = json.loads(run_cli("audit", "--json", str(prefix)).stdout)
     assert "packages" not in plain and "compressed" not in plain
     assert run_cli("audit", "--by", "file", str(prefix)).returncode == 2
+
+
+def test_every_phase_counts_in_the_rows(prefix: Path) -> None:
+    # The python-code phase removes sources, adds and replaces compiled files: its bytes
+    # belong to the packages whose code it compiled, as a strategy's do, in the audit
+    # and in the shrink.
+    options = pipeline.Options(python_code="bytecode", verify=False,
+                               extras=Wanted(by_package=True))
+    for report in (pipeline.audit(prefix, options), pipeline.shrink(prefix, options)):
+        _adds_up(report)
+        saving = {line.name for line in report.lines if line.saving.bytes}
+        assert "python-code" in saving
+        assert saving <= {name for p in report.packages or () for name in p.strategies}
+        rows = {p.name: p for p in report.packages or ()}
+        for package in ("python", "astro", "purepkg"):
+            assert rows[package].strategies.get("python-code"), package
+        # The compiled files it adds are their modules' packages', not nobody's.
+        assert "python-code" not in rows[packages.UNOWNED].strategies
+    assert du_bytes(prefix) == report.size_after
+
+
+@pytest.mark.parametrize("form", ["bytecode", "both"])
+def test_compiled_files_count_for_their_modules_package(prefix: Path, form: str) -> None:
+    # lib/python3.11 and site-packages are every package's: the sourceless solo.pyc, or
+    # the __pycache__ the phase makes there, are the packages' whose modules they hold,
+    # as conda-meta will list them.
+    (prefix / SITE / "solo.py").write_text("VALUE = 1\n" * 200)
+    record = next((prefix / "conda-meta").glob("purepkg-*.json"))
+    doc = json.loads(record.read_text())
+    doc["files"].append(f"{SITE}/solo.py")
+    record.write_text(json.dumps(doc))
+    report = pipeline.audit(prefix, pipeline.Options(
+        python_code=form, only=("python-code",), extras=Wanted(by_package=True)))
+    _adds_up(report)
+    rows = {p.name: p for p in report.packages or ()}
+    assert "python-code" not in rows[packages.UNOWNED].strategies
+    assert rows["purepkg"].strategies["python-code"] != 0
+    assert rows["python"].strategies["python-code"] != 0
+
+
+def test_dedup_links_count_for_the_package_of_the_duplicate(prefix: Path) -> None:
+    module = prefix / SITE / "demopkg" / "__init__.py"
+    record = next((prefix / "conda-meta").glob("demopkg-*.json"))
+    doc = json.loads(record.read_text())
+    for n in range(2):
+        copy = module.with_name(f"copy{n}.py")
+        copy.write_bytes(module.read_bytes() * 20)
+        doc["files"].append(str(copy.relative_to(prefix)))
+    record.write_text(json.dumps(doc))
+    report = pipeline.audit(prefix, pipeline.Options(
+        only=("pkgs-cache", "dedup"), strip_mode=None, conda_pack_views=True,
+        extras=Wanted(by_package=True)))
+    _adds_up(report)
+    # One copy becomes a link to the other; files the fixture has twice go too.
+    rows = {p.name: p for p in report.packages or ()}
+    assert rows["demopkg"].strategies["dedup"] >= module.stat().st_size * 20

@@ -5,12 +5,13 @@ report."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from shrinkconda import cacheview, condameta
+from shrinkconda.accounting import Charge
 from shrinkconda.errors import ReportFileError
 from shrinkconda.phases.base import Replacement
 from shrinkconda.plan import Plan
@@ -59,11 +60,17 @@ class Breakdown:
                             if wanted.by_package or wanted.html else None)
         self.before = compressed.measure(the_plan.scan) if wanted.compressed else None
 
-    def finish(self, report: Report, removed: bytearray, replaced: Sequence[Replacement],
-               metadata: Sequence[condameta.Change],
+    @property
+    def itemises(self) -> bool:
+        """Whether :meth:`finish` needs the report's charges, entry by entry."""
+        return self.attribution is not None
+
+    def finish(self, report: Report, charges: Iterable[Charge],
                after: Callable[[], compressed.Sizes] | None) -> Report:
         """The report with the parts asked for; writes the page if one was asked for.
-        ``after`` measures the compressed "after" archive; ``None``: nothing changed."""
+        ``charges`` are the report's own (:func:`~shrinkconda.outcome.report`, itemised
+        when :attr:`itemises`); ``after`` measures the compressed "after" archive;
+        ``None``: nothing changed."""
         if self.before is not None:
             sizes = self.before if after is None else after()
             report = replace(report, compressed=compressed.Compressed(self.before, sizes))
@@ -71,7 +78,7 @@ class Breakdown:
                 report = replace(report, notes=report.notes + (compressed.ZSTD_MISSING,))
         if self.attribution is None:
             return report
-        tally = packages.tally(self.attribution, self.plan, removed, replaced, metadata)
+        tally = packages.tally(self.attribution, self.plan.scan, charges)
         if self.wanted.by_package:
             report = replace(report, packages=tally.rows)
         if self.wanted.html is not None:

@@ -25,11 +25,13 @@ megabyte."""
 
 _COLOURS = {STAYS: "#a3acb9", "pkgs-cache": "#e15759", "tests": "#f28e2b",
             "static-libs": "#b07aa1", "bytecode": "#edc948", "docs": "#59a14f",
-            "strip": "#4e79a7", "conda-meta": "#76b7b2"}
-_SPARE = ("#ff9da7", "#9c755f", "#86bcb6", "#d37295", "#8cd17d", "#499894", "#fabfd2")
+            "strip": "#4e79a7", "conda-meta": "#76b7b2", "python-code": "#9c755f",
+            "dedup": "#86bcb6", "gpu-code": "#d37295", "cpu-cap": "#8cd17d"}
+_SPARE = ("#ff9da7", "#499894", "#fabfd2", "#9c755f", "#86bcb6", "#d37295", "#8cd17d")
 
 # A node in the page's data: [name, bytes, fate index or -1, children]; a leaf is
-# [name, bytes, fate index] or, for a stripped file, [name, bytes, fate, bytes after].
+# [name, bytes, fate index] or, for a file a phase rewrites (stripped, recompiled),
+# [name, bytes, fate, bytes after].
 Node = list[Any]
 _Tree = dict[str, Union["_Tree", list[int]]]
 Small = dict[int, list[int]]
@@ -40,9 +42,10 @@ def render(report: Report, scan: Scan, attribution: Attribution, tally: Tally) -
     """The page, as one string."""
     fates = [STAYS] + [ln.name for ln in report.lines]
     tree = _tree(scan, attribution, tally, fates)
-    colours = {f: _COLOURS.get(f, _SPARE[n % len(_SPARE)]) for n, f in enumerate(fates)}
+    colours = _colours(fates)
+    rewriting = {tally.fates[i] for i in tally.after}
     data = {"fates": fates, "colours": [colours[f] for f in fates], "tree": tree,
-            "prefix": report.prefix,
+            "prefix": report.prefix, "rewrites": [f in rewriting for f in fates],
             "saved": [report.size_after] + [ln.saving.bytes for ln in report.lines]}
     payload = json.dumps(data, separators=(",", ":"), ensure_ascii=True).replace("</", "<\\/")
     title = f"shrinkconda {'audit' if report.dry_run else 'shrink'}: {report.prefix}"
@@ -81,8 +84,8 @@ def _tree(scan: Scan, attribution: Attribution, tally: Tally, fates: list[str]) 
             assert isinstance(child, dict)
             node = child
         leaf = [sizes[index], code[fate] if fate else 0]
-        if index in tally.stripped:
-            leaf.append(tally.stripped[index])
+        if index in tally.after:
+            leaf.append(tally.after[index])
         node[name] = leaf
     floor = _floor(per_group)
     groups = [_node(g.name + (f" {g.version}" if g.version else ""), t, floor, join=False)
@@ -90,6 +93,15 @@ def _tree(scan: Scan, attribution: Attribution, tally: Tally, fates: list[str]) 
     groups.sort(key=lambda n: -n[1])
     return [posixpath.basename(str(scan.prefix)) or str(scan.prefix),
             sum(n[1] for n in groups), -1, groups]
+
+
+def _colours(fates: list[str]) -> dict[str, str]:
+    """Each fate's colour: its own, else the next spare no other fate on the page has."""
+    colours = {f: _COLOURS[f] for f in fates if f in _COLOURS}
+    spare = [c for c in _SPARE if c not in colours.values()] or list(_SPARE)
+    others = [f for f in fates if f not in colours]
+    colours.update((f, spare[n % len(spare)]) for n, f in enumerate(others))
+    return colours
 
 
 def _floor(trees: list[_Tree]) -> int:
@@ -277,7 +289,11 @@ function prepare(node, parent) {
 }
 prepare(D.tree, null);
 function isDir(node) { return Array.isArray(node[3]); }
-function fateName(f) { return +f === 0 ? "stays" : D.fates[f] === "strip" ? "stripped" : "removed by " + D.fates[f]; }
+function fateName(f, rewritten) {
+  if (+f === 0) return "stays";
+  if (D.fates[f] === "strip") return "stripped";
+  return (rewritten ? "rewritten by " : "removed by ") + D.fates[f];
+}
 function dominant(node) {
   let best = 0, most = -1;
   for (const f in node.byFate) if (node.byFate[f] > most) { most = node.byFate[f]; best = +f; }
@@ -294,12 +310,13 @@ function owner(node) {
   return n.parent ? n[0] : "";
 }
 function describe(node) {
+  const rewritten = !isDir(node) && node.length > 3;
   const fates = Object.keys(node.byFate).sort((a, b) => node.byFate[b] - node.byFate[a])
-    .map(f => fateName(f) + " " + human(node.byFate[f])).join(", ");
-  const stripped = !isDir(node) && node.length > 3 ? " → " + human(node[3]) + " after the strip" : "";
+    .map(f => fateName(f, rewritten) + " " + human(node.byFate[f])).join(", ");
+  const after = rewritten ? " → " + human(node[3]) + " after" : "";
   const where = node.parent ? (owner(node) === node[0] ? "" : path(node) + (isDir(node) ? "/" : "")) : D.prefix;
   return (where ? where + " · " : "") + human(node[1]) + " (" + node[1].toLocaleString("en") +
-    " bytes) · owner: " + (owner(node) || "all") + " · " + fates + stripped;
+    " bytes) · owner: " + (owner(node) || "all") + " · " + fates + after;
 }
 // Squarified treemap (Bruls, Huizing, van Wijk): rows of boxes with the best aspect ratio.
 function squarify(items, x, y, w, h, out) {
@@ -335,7 +352,7 @@ function draw(node, box, x, y, w, h, depth) {
   el.style.left = x + "px"; el.style.top = y + "px"; el.style.width = w + "px"; el.style.height = h + "px";
   el.node = node;
   if (!dir || w < 3 * MIN || h < 2 * MIN || depth > 7) el.style.background = D.colours[dir ? dominant(node) : node[2]];
-  if (!dir && node.length > 3) {  // stripped: the part that stays solid, the part freed pale
+  if (!dir && node.length > 3) {  // rewritten: the part that stays solid, the part freed pale
     const kept = (100 * node[3] / node[1]).toFixed(1);
     el.style.background = "linear-gradient(to right, " + D.colours[node[2]] + " " + kept + "%, #c6d7ea " + kept + "%)";
   }
@@ -399,6 +416,8 @@ D.fates.forEach((f, i) => {
   s.appendChild(document.createTextNode(i ? "removed by " + f + ": " + human(D.saved[i])
                                           : "stays: " + human(D.saved[0]) + " after the shrink"));
   if (f === "strip") s.lastChild.textContent = "stripped: frees " + human(D.saved[i]) + " (the pale part)";
+  else if (D.rewrites[i]) s.lastChild.textContent = f + ": " + (D.saved[i] < 0 ? "costs " : "frees ") +
+    human(Math.abs(D.saved[i])) + " (rewritten files: the pale part)";
   legend.appendChild(s);
 });
 render();

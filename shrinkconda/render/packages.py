@@ -7,14 +7,11 @@ import csv
 import io
 import posixpath
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from shrinkconda.accounting import Ledger, Saving
+from shrinkconda.accounting import Charge
 from shrinkconda.cacheview import VIEWS
-from shrinkconda.condameta import Change
-from shrinkconda.phases.base import Replacement
-from shrinkconda.plan import Plan
 from shrinkconda.scan import DIR, FILE, Scan
 
 UNOWNED = "(unowned)"
@@ -58,17 +55,19 @@ class Package:
 
 @dataclass(frozen=True)
 class Tally:
-    """A shrink's bytes by owner, and where each freed or stripped inode was counted."""
+    """A shrink's bytes by owner, and where each freed or rewritten inode was counted."""
 
     rows: tuple[Package, ...]
     """One per group that holds or frees bytes, largest first."""
     fates: dict[int, str]
-    """Scan index -> the report line (strategy or ``strip``) whose step freed or
-    shrank that entry's inode; entries absent here stay as they are."""
+    """Scan index -> the report line (strategy or phase) whose step freed, shrank or
+    rewrote that entry's inode; entries absent here stay as they are."""
     removed: bytearray
-    """The plan's removal mask the tally was made with (1 = removed)."""
-    stripped: dict[int, int]
-    """Scan index -> apparent size after the strip phase, for the files it rewrites."""
+    """Per scan entry, 1 if the shrink takes its path away (removed, or replaced by a
+    link to another inode)."""
+    after: dict[int, int]
+    """Scan index -> apparent size of the file that replaces it (stripped, recompiled,
+    rewritten)."""
 
 
 @dataclass(frozen=True)
@@ -108,19 +107,11 @@ def attribute(scan: Scan) -> Attribution:
     return Attribution(tuple(groups), owner)
 
 
-def tally(attribution: Attribution, the_plan: Plan, removed: bytearray,
-          replaced: Iterable[Replacement],
-          metadata: Sequence[Change],
-          strip_line: str = "strip") -> Tally:
-    """Each group's size and savings, largest first.
-
-    Replays the report's accounting one entry at a time, in the same order (strategies,
-    then the strip phase's replacements, then the
-    ``conda-meta`` files), so the sizes add up to ``size_before`` and the savings to
-    ``bytes_saved`` exactly.
-    """
-    scan, owner = the_plan.scan, attribution.owner
-    ledger = Ledger(scan)
+def tally(attribution: Attribution, scan: Scan, charges: Iterable[Charge]) -> Tally:
+    """Each group's size and savings, largest first: the report's own charges (see
+    :func:`~shrinkconda.outcome.report`) grouped by owner, so the sizes add up to
+    ``size_before`` and the savings to ``bytes_saved``, line by line."""
+    owner = attribution.owner
     sizes = [0] * len(attribution.groups)
     seen: set[tuple[int, int]] = set()
     for index in range(len(scan)):
@@ -132,51 +123,81 @@ def tally(attribution: Attribution, the_plan: Plan, removed: bytearray,
         sizes[owner[index]] += scan.sizes[index]
     saved: list[dict[str, int]] = [{} for _ in attribution.groups]
     fates: dict[int, str] = {}
-    stripped: dict[int, int] = {}
-
-    def charge(group: int, line: str, saving: Saving) -> None:
-        if saving.bytes:
-            saved[group][line] = saved[group].get(line, 0) + saving.bytes
-
-    for selection in the_plan.selections:
-        for index in selection.indices:
-            if removed[index]:
-                saving = ledger.remove((index,))
-                charge(owner[index], selection.strategy, saving)
-                if saving.bytes and scan.kinds[index] != DIR:
-                    fates[index] = selection.strategy
-    for item in replaced:
-        charge(owner[item.index], strip_line, ledger.replace(item.index, item.size,
-                                                              item.allocated))
-        fates[item.index] = strip_line
-        stripped[item.index] = item.size
-    unowned = next(n for n, g in enumerate(attribution.groups) if g.kind == "unowned")
-    top = scan.find("conda-meta")
-    where = {} if top is None else {scan.paths[i]: i for i in range(top, scan.ends[top])}
-    for change in metadata:  # as the report's conda-meta line counts them
-        found = where.get(change.path)
-        if change.gone:
-            if found is not None:
-                charge(owner[found], "conda-meta", ledger.remove((found,)))
-        elif found is None:
-            charge(_view_owner(change.path, attribution, unowned), "conda-meta",
-                   ledger.add(change.size, change.allocated))
+    after: dict[int, int] = {}
+    removed = bytearray(len(scan))
+    new_owner = _NewOwner(scan, attribution)
+    for item in charges:
+        if item.index < 0:
+            group = new_owner(item.path)
         else:
-            charge(owner[found], "conda-meta",
-                   ledger.replace(found, change.size, change.allocated))
+            group = owner[item.index]
+            if item.after is not None:
+                fates[item.index] = item.line
+                after[item.index] = item.after
+            else:
+                removed[item.index] = 1
+                if item.bytes and scan.kinds[item.index] != DIR:
+                    fates[item.index] = item.line
+        if item.bytes:
+            saved[group][item.line] = saved[group].get(item.line, 0) + item.bytes
     rows = [Package(g.name, g.version, g.kind, sizes[n], sum(saved[n].values()), saved[n])
             for n, g in enumerate(attribution.groups) if sizes[n] or saved[n]]
-    return Tally(tuple(sorted(rows, key=lambda p: (-p.size, p.name))), fates, removed, stripped)
+    return Tally(tuple(sorted(rows, key=lambda p: (-p.size, p.name))), fates, removed, after)
 
 
-def _view_owner(path: str, attribution: Attribution, unowned: int) -> int:
-    """A new ``conda-meta/.shrinkconda/<record>/...`` entry is that package's view."""
-    parts = path.split("/")
-    if len(parts) > 2 and parts[:2] == ["conda-meta", VIEWS]:
-        for index, group in enumerate(attribution.groups):
-            if group.kind == "conda" and group.stem == parts[2]:
-                return index
-    return unowned
+class _NewOwner:
+    """The group a new entry's bytes belong to: a ``conda-meta/.shrinkconda/<record>/``
+    view is that package's, compiled bytecode (``d/__pycache__/m.cpython-311.pyc``, a
+    legacy ``d/m.pyc``) is its ``d/m.py``'s, anything else is the group of the entry the
+    prefix had there (a link in a duplicate's place), else of the nearest directory above
+    it that the prefix had (``(unowned)`` where several packages share it, as
+    ``lib/python3.11`` or ``site-packages``). A new directory is, as a scanned one
+    is, the one group's whose new files it holds: charge its files first."""
+
+    def __init__(self, scan: Scan, attribution: Attribution) -> None:
+        self._scan = scan
+        self._attribution = attribution
+        self._unowned = next(n for n, g in enumerate(attribution.groups)
+                             if g.kind == "unowned")
+        self._stems = {g.stem: n for n, g in enumerate(attribution.groups) if g.kind == "conda"}
+        self._found: dict[str, int | None] = {}
+        """Path -> scan index, or ``None``: phases add many files to one directory."""
+        self._below: dict[str, set[int]] = {}
+        """Path -> the groups of the new files below it so far."""
+
+    def __call__(self, path: str) -> int:
+        group = self._owner(path)
+        parent = posixpath.dirname(path)
+        while parent:
+            self._below.setdefault(parent, set()).add(group)
+            parent = posixpath.dirname(parent)
+        return group
+
+    def _owner(self, path: str) -> int:
+        parts = path.split("/")
+        if len(parts) > 2 and parts[:2] == ["conda-meta", VIEWS]:
+            return self._stems.get(parts[2], self._unowned)
+        if path.endswith(".pyc"):
+            directory, _, name = path.rpartition("/")
+            if directory.rpartition("/")[2] == "__pycache__":
+                directory = posixpath.dirname(directory)
+                name = name.split(".")[0] + ".pyc"
+            source = self._find(posixpath.join(directory, name[:-1]))
+            if source is not None:
+                return int(self._attribution.owner[source])
+        below = self._below.get(path, ())
+        if len(below) == 1:
+            return next(iter(below))
+        found = self._find(path)
+        while found is None:  # the prefix's root is found at last, and is nobody's
+            path = posixpath.dirname(path)
+            found = self._find(path)
+        return int(self._attribution.owner[found])
+
+    def _find(self, path: str) -> int | None:
+        if path not in self._found:
+            self._found[path] = self._scan.find(path)
+        return self._found[path]
 
 
 def _name_version(stem: str) -> tuple[str, str]:
