@@ -118,6 +118,13 @@ class Outcome:
         return replace(self, removed=(), replaced=(), linked=(), added=())
 
 
+def changed(earlier: Sequence[Outcome]) -> set[int]:
+    """The scan indices that ``earlier`` phases replace or link: one change per path, so
+    a later phase leaves them to the phase that took them."""
+    return {r.index for outcome in earlier for r in outcome.replaced} | {
+        k.index for outcome in earlier for k in outcome.linked}
+
+
 class Phase(Protocol):
     """A phase: one name, a prediction and the making of the same changes."""
 

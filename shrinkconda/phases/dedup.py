@@ -27,7 +27,7 @@ from shrinkconda.scan import FILE, TEMP_SUFFIX, Problem, Scan
 
 NAME = "dedup"
 #: Never linked: records conda rewrites, caches and nested environments.
-_OUTSIDE_SCOPE = ("conda-meta/", "pkgs/", "envs/")
+OUTSIDE_SCOPE = ("conda-meta/", "pkgs/", "envs/")
 
 
 def find(scan: Scan, removed: bytearray, replaced: Collection[int] = ()
@@ -55,7 +55,7 @@ def find(scan: Scan, removed: bytearray, replaced: Collection[int] = ()
         by_content: dict[tuple[str, int, int], list[tuple[int, ...]]] = {}
         for paths in group:
             try:
-                key = _fingerprint(scan, paths[0])
+                key = fingerprint(scan, paths[0])
             except OSError as exc:
                 problems.append(Problem(scan.paths[paths[0]],
                                         f"not deduplicated: {exc.strerror or exc}"))
@@ -87,7 +87,7 @@ def _eligible_inodes(scan: Scan, removed: bytearray, replaced: Collection[int]
             inside[key] = inside.get(key, 0) + 1
         if removed[index]:
             continue
-        if index in replaced or paths[index].startswith(_OUTSIDE_SCOPE):
+        if index in replaced or paths[index].startswith(OUTSIDE_SCOPE):
             barred.add(key)
             continue
         survivors.setdefault(key, []).append(index)
@@ -125,7 +125,9 @@ def _rewritten_by_conda_pack(scan: Scan, indices: Iterable[int]) -> set[int]:
     return rewritten
 
 
-def _fingerprint(scan: Scan, index: int) -> tuple[str, int, int]:
+def fingerprint(scan: Scan, index: int) -> tuple[str, int, int]:
+    """``(sha256, uid, gid)`` of the file at ``index``; ``OSError`` if it changed since
+    the scan."""
     path = scan.prefix / scan.paths[index]
     st = os.lstat(path)
     if (st.st_ino, st.st_size) != (scan.inos[index], scan.sizes[index]):

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shrinkconda.phases import dedup
-from shrinkconda.phases.base import Outcome
+from shrinkconda.phases.base import Outcome, changed
 from shrinkconda.scan import Scan
 from shrinkconda.transaction import journal
 
@@ -33,7 +33,7 @@ class DedupPhase:
         """The links a shrink would make among what the removals and earlier phases leave."""
         if not self.views:
             return Outcome(NAME, notes=(_NO_VIEWS,))
-        links, problems = dedup.find(scan, removed, _replaced(earlier))
+        links, problems = dedup.find(scan, removed, changed(earlier))
         return Outcome(NAME, linked=links, problems=problems)
 
     def make(self, scan: Scan, removed: bytearray, earlier: Sequence[Outcome],
@@ -41,7 +41,7 @@ class DedupPhase:
         """The temporary links, made beside the duplicates, that the transaction swaps in."""
         if not self.views:
             return Outcome(NAME, notes=(_NO_VIEWS,))
-        found, problems = dedup.find(scan, removed, _replaced(earlier))
+        found, problems = dedup.find(scan, removed, changed(earlier))
         dirs = dedup.directories(scan, found)
         txn.prepare(tuple(d for outcome in earlier for d in outcome.temp_dirs) + dirs)
         links, failed = dedup.make_links(scan, found, str(txn.staging))
@@ -51,9 +51,3 @@ class DedupPhase:
     def room(self, scan: Scan, removed: bytearray) -> None:
         """Nothing worth counting: a link takes a directory entry, not a block."""
         del scan, removed
-
-
-def _replaced(earlier: Sequence[Outcome]) -> set[int]:
-    """What an earlier phase replaces or links already: one change per path."""
-    return {r.index for outcome in earlier for r in outcome.replaced} | {
-        k.index for outcome in earlier for k in outcome.linked}

@@ -21,8 +21,8 @@ import secrets
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
-from shrinkconda import condameta
-from shrinkconda.phases.base import Link, Outcome
+from shrinkconda.phases import dedup
+from shrinkconda.phases.base import Link, Outcome, changed
 from shrinkconda.scan import FILE, MAGIC_ELF, TEMP_SUFFIX, Problem, Scan
 from shrinkconda.transaction import journal
 from shrinkconda.units import human
@@ -30,7 +30,6 @@ from shrinkconda.units import human
 NAME = "soname-copies"
 """The phase's name: a strategy for ``--only``/``--skip`` and profiles."""
 _SONAME = re.compile(r"^(lib[^/]*?\.so)(\.[0-9A-Za-z_+-]+)*$")
-_OUTSIDE_SCOPE = ("conda-meta/", "pkgs/", "envs/")
 
 
 @dataclass(frozen=True)
@@ -42,14 +41,14 @@ class SonamePhase:
     def predict(self, scan: Scan, removed: bytearray, earlier: Sequence[Outcome]) -> Outcome:
         """The symlinks a shrink would make among what the removals and earlier phases
         leave."""
-        links, problems = find(scan, removed, _changed(earlier))
+        links, problems = find(scan, removed, changed(earlier))
         return Outcome(NAME, linked=links, problems=problems, notes=_notes(scan, links),
                        shown_when_empty=False)
 
     def make(self, scan: Scan, removed: bytearray, earlier: Sequence[Outcome],
              txn: journal.Transaction) -> Outcome:
         """The symlinks, made in staging, for the transaction to swap in."""
-        found, problems = find(scan, removed, _changed(earlier))
+        found, problems = find(scan, removed, changed(earlier))
         if not found:
             return Outcome(NAME, problems=problems, shown_when_empty=False)
         txn.prepare(tuple(d for outcome in earlier for d in outcome.temp_dirs))
@@ -70,23 +69,23 @@ def find(scan: Scan, removed: bytearray, changed: Collection[int] = ()
     for index in range(len(scan)):
         if scan.kinds[index] != FILE or scan.magic[index] != MAGIC_ELF or removed[index] \
                 or scan.nlinks[index] != 1 or index in changed \
-                or scan.paths[index].startswith(_OUTSIDE_SCOPE):
+                or scan.paths[index].startswith(dedup.OUTSIDE_SCOPE):
             continue
         match = _SONAME.match(scan.name(index))
         if match:
             key = (scan.parents[index], match.group(1), scan.sizes[index], scan.modes[index])
             groups.setdefault(key, []).append(index)
-    groups = {k: v for k, v in groups.items() if len(v) > 1}
-    owners = scan.owners if groups else None
     links: list[Link] = []
     problems: list[Problem] = []
     for members in groups.values():
-        assert owners is not None
-        members = [i for i in members if owners[i] < 0]
+        if len(members) < 2:
+            continue
         by_digest: dict[str, list[int]] = {}
         for index in members:
+            if scan.owners[index] >= 0:  # read from conda-meta once, on first use
+                continue
             try:
-                by_digest.setdefault(_digest(scan, index), []).append(index)
+                by_digest.setdefault(dedup.fingerprint(scan, index)[0], []).append(index)
             except OSError as exc:
                 problems.append(Problem(scan.paths[index],
                                         f"not made a symlink: {exc.strerror or exc}"))
@@ -117,19 +116,6 @@ def make_symlinks(scan: Scan, links: Iterable[Link], temp_dir: str
             continue
         made.append(Link(link.index, link.target, temp, link.size))
     return made, problems
-
-
-def _digest(scan: Scan, index: int) -> str:
-    path = scan.prefix / scan.paths[index]
-    st = os.lstat(path)
-    if (st.st_ino, st.st_size) != (scan.inos[index], scan.sizes[index]):
-        raise OSError(0, "changed since the scan")
-    return condameta.sha256(path)
-
-
-def _changed(earlier: Sequence[Outcome]) -> set[int]:
-    return {r.index for outcome in earlier for r in outcome.replaced} | {
-        k.index for outcome in earlier for k in outcome.linked}
 
 
 def _notes(scan: Scan, links: Sequence[Link]) -> tuple[str, ...]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 from shrinkconda.errors import StripToolMissing
 from shrinkconda.phases import strip
-from shrinkconda.phases.base import Outcome, Progress
+from shrinkconda.phases.base import Outcome, Progress, changed
 from shrinkconda.plan import protected_by
 from shrinkconda.scan import Problem, Scan
 from shrinkconda.targets.gpu import licences
@@ -83,11 +83,11 @@ def _allowed(scan: Scan, chosen: strip.Candidates, earlier: Sequence[Outcome],
     not: their licence forbids modifying them; one replacement per file, so what an
     earlier phase (``gpu-code``) replaces already is left to it; and nothing ``keep``
     protects."""
-    taken = {r.index for outcome in earlier for r in outcome.replaced}
+    taken = changed(earlier)
     if keep:
         protected = protected_by(scan, keep)
         taken |= {i for i in chosen.indices if protected[i] == 1}
-    taken |= (nvidia := licences.nvidia(scan, chosen.indices))
+    taken |= (nvidia := licences.Licences(scan).forbidden(chosen.indices))
     if not taken:
         return chosen, 0
     return replace(chosen, indices=tuple(i for i in chosen.indices if i not in taken)), \

@@ -157,16 +157,6 @@ class Licences:
         return self._pip.get(path, ("", None))
 
 
-def verdict(scan: Scan, index: int) -> Verdict:
-    """:meth:`Licences.verdict` for one file."""
-    return Licences(scan).verdict(index)
-
-
-def nvidia(scan: Scan, indices: Iterable[int]) -> set[int]:
-    """:meth:`Licences.forbidden`."""
-    return Licences(scan).forbidden(indices)
-
-
 def _nvidia_distributions(prefix: Path, site: str) -> dict[str, tuple[str, str | None]]:
     """The files of each ``nvidia*`` distribution in ``site`` (by its ``RECORD``), with
     the distribution's name and its open licence, if its licence file is one."""
